@@ -1,0 +1,164 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+from auditing.services import audit_entry_append
+from payments.errors import PaymentsError
+from payments.models import (
+    Agent,
+    CashSession,
+    CashTransaction,
+    Commission,
+    CommissionStatus,
+    SystemConfiguration,
+)
+from payments.services import commissions_mark_paid, session_reconcile
+
+
+class ReadOnlyAdminMixin:
+    """Money and session state change only through services, which write the audit trail."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Model-level change permission runs the service-backed actions; a single row is
+        # only ever shown read-only.
+        return obj is None and super().has_change_permission(request)
+
+
+@admin.register(SystemConfiguration)
+class SystemConfigurationAdmin(admin.ModelAdmin):
+    list_display = (
+        "session_timeout_hours",
+        "default_commission_rate",
+        "reconciliation_tolerance",
+        "currency_code",
+        "updated_at",
+    )
+    readonly_fields = ("updated_at",)
+
+    def changelist_view(self, request, extra_context=None):
+        config = SystemConfiguration.load()
+        return HttpResponseRedirect(
+            reverse("admin:payments_systemconfiguration_change", args=[config.pk])
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        audit_entry_append(
+            action="configuration.changed",
+            actor=request.user,
+            subject=obj,
+            data={name: form.cleaned_data[name] for name in form.changed_data},
+        )
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("code", "full_name", "phone", "email", "location", "commission_rate",
+                    "is_active")
+    list_filter = ("is_active", "location")
+    search_fields = ("code", "full_name", "phone", "email", "user__username")
+    autocomplete_fields = ("user",)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        audit_entry_append(
+            action="agent.changed" if change else "agent.created",
+            actor=request.user,
+            subject=obj,
+            data={name: str(form.cleaned_data[name]) for name in form.changed_data},
+        )
+
+
+class CashTransactionInline(admin.TabularInline):
+    model = CashTransaction
+    fields = ("receipt_number", "created_at", "payer_reference", "tax_amount",
+              "amount_tendered", "change_given", "status")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CashSession)
+class CashSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("number", "agent", "status", "opened_at", "closed_at", "opening_balance",
+                    "expected_balance", "counted", "discrepancy_display", "auto_closed")
+    list_filter = ("status", "auto_closed", "opened_at", "closed_at", "agent")
+    search_fields = ("number", "agent__code", "agent__full_name")
+    date_hierarchy = "opened_at"
+    list_select_related = ("agent",)
+    inlines = [CashTransactionInline]
+    actions = ["reconcile_sessions"]
+
+    @admin.display(description="counted")
+    def counted(self, session: CashSession) -> str:
+        return "not counted" if session.counted_balance is None else str(session.counted_balance)
+
+    @admin.display(description="discrepancy")
+    def discrepancy_display(self, session: CashSession) -> str:
+        if session.status == "open":
+            return "-"
+        return "not counted" if session.discrepancy is None else str(session.discrepancy)
+
+    @admin.action(description="Reconcile selected counted sessions", permissions=["change"])
+    def reconcile_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for session in queryset:
+            try:
+                session_reconcile(session=session, actor=request.user)
+                done += 1
+            except PaymentsError as error:
+                self.message_user(request, str(error), messages.WARNING)
+        if done:
+            self.message_user(request, f"Reconciled {done} session(s).", messages.SUCCESS)
+
+
+@admin.register(CashTransaction)
+class CashTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("receipt_number", "created_at", "agent", "session", "payer_reference",
+                    "tax_amount", "status")
+    list_filter = ("status", "created_at", "agent")
+    search_fields = ("receipt_number", "payer_reference", "session__number", "agent__code")
+    date_hierarchy = "created_at"
+    list_select_related = ("agent", "session")
+
+
+@admin.register(Commission)
+class CommissionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("cash_transaction", "agent", "created_at", "base_amount", "rate", "amount",
+                    "status", "paid_at")
+    list_filter = ("status", "created_at", "agent")
+    search_fields = ("cash_transaction__receipt_number", "agent__code", "agent__full_name")
+    date_hierarchy = "created_at"
+    list_select_related = ("agent", "cash_transaction")
+    actions = ["mark_paid"]
+
+    @admin.action(description="Mark selected commissions paid", permissions=["change"])
+    def mark_paid(self, request: HttpRequest, queryset: QuerySet) -> None:
+        try:
+            paid = commissions_mark_paid(
+                commissions=queryset.filter(status=CommissionStatus.PENDING), actor=request.user
+            )
+        except PaymentsError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
+        self.message_user(request, f"Marked {paid} commission(s) paid.", messages.SUCCESS)

@@ -1,0 +1,251 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from payments.money import MINOR_UNITS
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+RATE = {"max_digits": 5, "decimal_places": 2}
+
+
+class SystemConfiguration(models.Model):
+    """Singleton (pk=1) edited in the admin."""
+
+    session_timeout_hours = models.PositiveIntegerField(
+        default=12,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 7)],
+        help_text="An open session older than this is expired and gets closed automatically.",
+    )
+    default_commission_rate = models.DecimalField(
+        **RATE,
+        default=Decimal("2.00"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Percent of the tax amount, for agents without a rate of their own.",
+    )
+    reconciliation_tolerance = models.DecimalField(
+        **MONEY,
+        default=Decimal("0.00"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="A larger discrepancy needs an explanation before the session is reconciled.",
+    )
+    currency_code = models.CharField(
+        max_length=3,
+        default="MGA",
+        choices=[(code, code) for code in MINOR_UNITS],
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "system configuration"
+        verbose_name_plural = "system configuration"
+
+    def __str__(self) -> str:
+        return "System configuration"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> "SystemConfiguration":
+        config, _ = cls.objects.get_or_create(pk=1)
+        return config
+
+
+class Agent(models.Model):
+    """An agent partenaire who collects taxes in cash."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent"
+    )
+    code = models.CharField(max_length=20, unique=True)
+    full_name = models.CharField(max_length=150)
+    phone = models.CharField(max_length=32, blank=True)
+    email = models.EmailField(blank=True)
+    location = models.CharField("collection location", max_length=150, blank=True)
+    commission_rate = models.DecimalField(
+        **RATE,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        help_text="Percent. Empty means the configured default rate.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.full_name}"
+
+
+class SessionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    RECONCILED = "reconciled", "Reconciled"
+
+
+class CashSession(models.Model):
+    number = models.CharField(max_length=32, unique=True, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
+    status = models.CharField(
+        max_length=16, choices=SessionStatus.choices, default=SessionStatus.OPEN
+    )
+    opened_at = models.DateTimeField()
+    opening_balance = models.DecimalField(**MONEY)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty when the system closed the session.",
+    )
+    auto_closed = models.BooleanField(default=False)
+    counted_balance = models.DecimalField(
+        "counted closing balance", **MONEY, null=True, blank=True,
+        help_text="Empty when nobody counted the cash.",
+    )
+    expected_balance = models.DecimalField(**MONEY, null=True, blank=True)
+    discrepancy = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Counted minus expected; empty when not counted."
+    )
+    closing_notes = models.TextField(blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    reconciled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reconciliation_notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=Q(status="open"),
+                name="payments_one_open_session_per_agent",
+                violation_error_message="This agent already has an open session.",
+            ),
+            models.CheckConstraint(
+                condition=Q(opening_balance__gte=0), name="payments_session_opening_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(discrepancy__isnull=True) | Q(counted_balance__isnull=False),
+                name="payments_session_discrepancy_needs_count",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "opened_at"]),
+            models.Index(fields=["status", "closed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_counted(self) -> bool:
+        return self.counted_balance is not None
+
+
+class TransactionStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    VOIDED = "voided", "Voided"
+
+
+class CashTransaction(models.Model):
+    """One cash payment of a tax, with the receipt handed to the payer."""
+
+    receipt_number = models.CharField(max_length=40, unique=True, editable=False)
+    session = models.ForeignKey(CashSession, on_delete=models.PROTECT, related_name="transactions")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="transactions")
+    payer_reference = models.CharField(max_length=100)
+    tax_amount = models.DecimalField(**MONEY)
+    amount_tendered = models.DecimalField(**MONEY)
+    change_given = models.DecimalField(**MONEY)
+    status = models.CharField(
+        max_length=16, choices=TransactionStatus.choices, default=TransactionStatus.COMPLETED
+    )
+    created_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    voided_at = models.DateTimeField(null=True, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    void_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(tax_amount__gt=0), name="payments_tax_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_tendered__gte=F("tax_amount")),
+                name="payments_tendered_covers_tax",
+            ),
+            models.CheckConstraint(
+                condition=Q(change_given=F("amount_tendered") - F("tax_amount")),
+                name="payments_change_is_tendered_minus_tax",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["session", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.receipt_number
+
+
+class CommissionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PAID = "paid", "Paid"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Commission(models.Model):
+    cash_transaction = models.OneToOneField(
+        CashTransaction, on_delete=models.PROTECT, related_name="commission"
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="commissions")
+    session = models.ForeignKey(CashSession, on_delete=models.PROTECT, related_name="commissions")
+    base_amount = models.DecimalField(**MONEY)
+    rate = models.DecimalField(**RATE, help_text="Percent of the base amount.")
+    amount = models.DecimalField(**MONEY)
+    status = models.CharField(
+        max_length=16, choices=CommissionStatus.choices, default=CommissionStatus.PENDING
+    )
+    created_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    paid_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payments_commission_not_negative"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Commission on {self.cash_transaction_id}"
+
+
+class DailyCounter(models.Model):
+    """Per-day counters behind human-readable numbers such as CS-20261124-0007."""
+
+    scope = models.CharField(max_length=16)
+    day = models.DateField()
+    value = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "day"], name="payments_daily_counter_unique")
+        ]

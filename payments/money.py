@@ -1,0 +1,28 @@
+"""Money rules: Decimal only, rounded half-up to the currency's minor unit."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+# ISO 4217 minor units of the currencies the network may use.
+MINOR_UNITS = {"MGA": 2, "EUR": 2, "USD": 2, "MUR": 2, "XOF": 0, "XAF": 0, "KMF": 0}
+PERCENT = Decimal(100)
+
+
+def minor_unit(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-MINOR_UNITS[currency])
+
+
+def round_money(amount: Decimal, *, currency: str) -> Decimal:
+    """Round half-up (not banker's rounding) to the currency's minor unit."""
+    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+
+
+def commission_for(*, base_amount: Decimal, rate_percent: Decimal, currency: str) -> Decimal:
+    return round_money(base_amount * rate_percent / PERCENT, currency=currency)
+
+
+def format_money(amount: Decimal | None, *, currency: str) -> str:
+    """``1234567.5`` -> ``1,234,567.50 MGA``; ``None`` stays visible as ``-``."""
+    if amount is None:
+        return "-"
+    places = MINOR_UNITS.get(currency, 2)
+    return f"{amount:,.{places}f} {currency}"

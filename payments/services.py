@@ -1,0 +1,395 @@
+"""Writes to the cash domain. Each service is one database transaction that also appends
+its audit entry, so a change never lands without its entry, nor an entry without its change.
+"""
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from auditing.services import audit_entry_append
+from payments.errors import PaymentsError
+from payments.money import commission_for, format_money
+from payments.models import (
+    Agent,
+    CashSession,
+    CashTransaction,
+    Commission,
+    CommissionStatus,
+    DailyCounter,
+    SessionStatus,
+    SystemConfiguration,
+    TransactionStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+ZERO = Decimal("0.00")
+
+
+def _next_daily_number(*, scope: str, day: dt.date) -> int:
+    counter, _ = DailyCounter.objects.get_or_create(scope=scope, day=day)
+    # The UPDATE row lock serializes concurrent callers until commit.
+    DailyCounter.objects.filter(pk=counter.pk).update(value=F("value") + 1)
+    return DailyCounter.objects.values_list("value", flat=True).get(pk=counter.pk)
+
+
+def _require_positive(amount: Decimal, *, what: str) -> None:
+    if not isinstance(amount, Decimal):
+        raise PaymentsError(f"The {what} must be a decimal amount, not {type(amount).__name__}.")
+    if not amount.is_finite() or amount <= 0:
+        raise PaymentsError(f"The {what} must be greater than zero (got {amount}).")
+
+
+def _lock_session(session: CashSession) -> CashSession:
+    return CashSession.objects.select_for_update().select_related("agent").get(pk=session.pk)
+
+
+def session_expires_at(*, session: CashSession, config: SystemConfiguration) -> dt.datetime:
+    return session.opened_at + dt.timedelta(hours=config.session_timeout_hours)
+
+
+def session_expected_balance(*, session: CashSession) -> Decimal:
+    """Opening float plus the completed (never the voided) payments."""
+    collected = session.transactions.filter(status=TransactionStatus.COMPLETED).aggregate(
+        total=Sum("tax_amount")
+    )["total"]
+    return session.opening_balance + (collected or ZERO)
+
+
+def session_open(
+    *, agent: Agent, opening_balance: Decimal, actor: AbstractBaseUser | None
+) -> CashSession:
+    if not isinstance(opening_balance, Decimal) or not opening_balance.is_finite():
+        raise PaymentsError("The opening balance must be a decimal amount.")
+    if opening_balance < 0:
+        raise PaymentsError(f"The opening balance cannot be negative (got {opening_balance}).")
+    with transaction.atomic():
+        # Locking the agent makes a second concurrent open wait, then see the first one.
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        if not agent.is_active:
+            raise PaymentsError(f"Agent {agent.code} is inactive and cannot open a session.")
+        already_open = agent.sessions.filter(status=SessionStatus.OPEN).first()
+        if already_open:
+            raise PaymentsError(
+                f"Agent {agent.code} already has an open session ({already_open.number}); "
+                "close it before opening another."
+            )
+        now = timezone.now()
+        day = timezone.localdate(now)
+        number = f"CS-{day:%Y%m%d}-{_next_daily_number(scope='session', day=day):04d}"
+        try:
+            with transaction.atomic():
+                session = CashSession.objects.create(
+                    number=number,
+                    agent=agent,
+                    opened_at=now,
+                    opening_balance=opening_balance,
+                )
+        except IntegrityError as exc:
+            # The partial unique index is the last word when two opens race.
+            raise PaymentsError(f"Agent {agent.code} already has an open session.") from exc
+        audit_entry_append(
+            action="session.opened",
+            actor=actor,
+            subject=session,
+            data={"number": number, "agent": agent.code, "opening_balance": opening_balance},
+        )
+    logger.info("Session %s opened for agent %s", number, agent.code)
+    return session
+
+
+def transaction_record(
+    *,
+    session: CashSession,
+    payer_reference: str,
+    tax_amount: Decimal,
+    amount_tendered: Decimal,
+    actor: AbstractBaseUser | None,
+) -> CashTransaction:
+    _require_positive(tax_amount, what="tax amount")
+    _require_positive(amount_tendered, what="amount tendered")
+    if amount_tendered < tax_amount:
+        raise PaymentsError(
+            f"The amount tendered ({amount_tendered}) is less than the tax due ({tax_amount})."
+        )
+    if not payer_reference or not payer_reference.strip():
+        raise PaymentsError("A payer reference is required.")
+    config = SystemConfiguration.load()
+    with transaction.atomic():
+        session = _lock_session(session)
+        if session.status != SessionStatus.OPEN:
+            raise PaymentsError(
+                f"Session {session.number} is {session.get_status_display().lower()}; "
+                "payments can only be recorded on an open session."
+            )
+        now = timezone.now()
+        expires_at = session_expires_at(session=session, config=config)
+        if now >= expires_at:
+            raise PaymentsError(
+                f"Session {session.number} expired at "
+                f"{timezone.localtime(expires_at):%Y-%m-%d %H:%M %Z}; close it with a cash "
+                "count before recording more payments."
+            )
+        agent = session.agent
+        rate = agent.commission_rate if agent.commission_rate is not None else (
+            config.default_commission_rate
+        )
+        sequence = session.transactions.count() + 1
+        cash_transaction = CashTransaction.objects.create(
+            receipt_number=f"{session.number}-{sequence:04d}",
+            session=session,
+            agent=agent,
+            payer_reference=payer_reference.strip(),
+            tax_amount=tax_amount,
+            amount_tendered=amount_tendered,
+            change_given=amount_tendered - tax_amount,
+            created_at=now,
+            recorded_by=actor,
+        )
+        commission = Commission.objects.create(
+            cash_transaction=cash_transaction,
+            agent=agent,
+            session=session,
+            base_amount=tax_amount,
+            rate=rate,
+            amount=commission_for(
+                base_amount=tax_amount, rate_percent=rate, currency=config.currency_code
+            ),
+            created_at=now,
+        )
+        audit_entry_append(
+            action="transaction.recorded",
+            actor=actor,
+            subject=cash_transaction,
+            data={
+                "receipt_number": cash_transaction.receipt_number,
+                "session": session.number,
+                "agent": agent.code,
+                "payer_reference": cash_transaction.payer_reference,
+                "tax_amount": tax_amount,
+                "amount_tendered": amount_tendered,
+                "change_given": cash_transaction.change_given,
+                "commission_rate": rate,
+                "commission_amount": commission.amount,
+            },
+        )
+    return cash_transaction
+
+
+def transaction_void(
+    *, cash_transaction: CashTransaction, actor: AbstractBaseUser | None, reason: str
+) -> CashTransaction:
+    if not reason or not reason.strip():
+        raise PaymentsError("Say why the payment is voided.")
+    with transaction.atomic():
+        session = _lock_session(cash_transaction.session)
+        cash_transaction = CashTransaction.objects.select_for_update().get(pk=cash_transaction.pk)
+        if cash_transaction.status == TransactionStatus.VOIDED:
+            raise PaymentsError(f"Payment {cash_transaction.receipt_number} is already voided.")
+        if session.status != SessionStatus.OPEN:
+            raise PaymentsError(
+                f"Payment {cash_transaction.receipt_number} belongs to session {session.number}, "
+                "which is no longer open; it cannot be voided."
+            )
+        commission = Commission.objects.select_for_update().get(cash_transaction=cash_transaction)
+        if commission.status == CommissionStatus.PAID:
+            raise PaymentsError(
+                f"The commission on payment {cash_transaction.receipt_number} is already paid; "
+                "the payment cannot be voided."
+            )
+        now = timezone.now()
+        cash_transaction.status = TransactionStatus.VOIDED
+        cash_transaction.voided_at = now
+        cash_transaction.voided_by = actor
+        cash_transaction.void_reason = reason.strip()
+        cash_transaction.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
+        commission.status = CommissionStatus.CANCELLED
+        commission.cancelled_at = now
+        commission.save(update_fields=["status", "cancelled_at"])
+        audit_entry_append(
+            action="transaction.voided",
+            actor=actor,
+            subject=cash_transaction,
+            data={
+                "receipt_number": cash_transaction.receipt_number,
+                "session": session.number,
+                "tax_amount": cash_transaction.tax_amount,
+                "reason": cash_transaction.void_reason,
+                "commission_cancelled": commission.amount,
+            },
+        )
+    return cash_transaction
+
+
+def _close_locked_session(
+    *,
+    session: CashSession,
+    counted_cash: Decimal | None,
+    actor: AbstractBaseUser | None,
+    notes: str,
+    auto_closed: bool,
+    audit_data: dict | None = None,
+) -> CashSession:
+    expected = session_expected_balance(session=session)
+    session.status = SessionStatus.CLOSED
+    session.closed_at = timezone.now()
+    session.closed_by = actor
+    session.auto_closed = auto_closed
+    session.expected_balance = expected
+    session.counted_balance = counted_cash
+    session.discrepancy = None if counted_cash is None else counted_cash - expected
+    session.closing_notes = notes
+    session.save()
+    audit_entry_append(
+        action="session.auto_closed" if auto_closed else "session.closed",
+        actor=actor,
+        subject=session,
+        data={
+            "number": session.number,
+            "agent": session.agent.code,
+            "expected_balance": expected,
+            "counted_balance": counted_cash,
+            "discrepancy": session.discrepancy,
+            "notes": notes,
+            **(audit_data or {}),
+        },
+    )
+    return session
+
+
+def session_close(
+    *,
+    session: CashSession,
+    counted_cash: Decimal,
+    actor: AbstractBaseUser | None,
+    notes: str = "",
+) -> CashSession:
+    """Close a session with the cash someone counted."""
+    if not isinstance(counted_cash, Decimal) or not counted_cash.is_finite():
+        raise PaymentsError("The counted cash must be a decimal amount.")
+    if counted_cash < 0:
+        raise PaymentsError(f"The counted cash cannot be negative (got {counted_cash}).")
+    with transaction.atomic():
+        session = _lock_session(session)
+        if session.status != SessionStatus.OPEN:
+            raise PaymentsError(f"Session {session.number} is already {session.status}.")
+        return _close_locked_session(
+            session=session,
+            counted_cash=counted_cash,
+            actor=actor,
+            notes=notes.strip(),
+            auto_closed=False,
+        )
+
+
+def session_reconcile(
+    *,
+    session: CashSession,
+    actor: AbstractBaseUser | None,
+    notes: str = "",
+    counted_cash: Decimal | None = None,
+) -> CashSession:
+    """Reconcile a closed session. A session nobody counted needs the count now."""
+    config = SystemConfiguration.load()
+    with transaction.atomic():
+        session = _lock_session(session)
+        if session.status == SessionStatus.OPEN:
+            raise PaymentsError(
+                f"Session {session.number} is still open; close it before reconciling."
+            )
+        if session.status == SessionStatus.RECONCILED:
+            raise PaymentsError(f"Session {session.number} is already reconciled.")
+        counted_now = False
+        if session.counted_balance is None:
+            if counted_cash is None:
+                raise PaymentsError(
+                    f"Session {session.number} was closed without a cash count; "
+                    "enter the counted cash to reconcile it."
+                )
+            if not isinstance(counted_cash, Decimal) or counted_cash < 0:
+                raise PaymentsError("The counted cash must be a non-negative decimal amount.")
+            session.counted_balance = counted_cash
+            session.discrepancy = counted_cash - session.expected_balance
+            counted_now = True
+        elif counted_cash is not None and counted_cash != session.counted_balance:
+            raise PaymentsError(
+                f"Session {session.number} was already counted at {session.counted_balance}."
+            )
+        notes = notes.strip()
+        if abs(session.discrepancy) > config.reconciliation_tolerance and not notes:
+            raise PaymentsError(
+                f"Session {session.number} has a discrepancy of "
+                f"{format_money(session.discrepancy, currency=config.currency_code)}, beyond the "
+                f"tolerance of "
+                f"{format_money(config.reconciliation_tolerance, currency=config.currency_code)}; "
+                "explain it in the notes."
+            )
+        session.status = SessionStatus.RECONCILED
+        session.reconciled_at = timezone.now()
+        session.reconciled_by = actor
+        session.reconciliation_notes = notes
+        session.save()
+        audit_entry_append(
+            action="session.reconciled",
+            actor=actor,
+            subject=session,
+            data={
+                "number": session.number,
+                "expected_balance": session.expected_balance,
+                "counted_balance": session.counted_balance,
+                "counted_at_reconciliation": counted_now,
+                "discrepancy": session.discrepancy,
+                "notes": notes,
+            },
+        )
+    return session
+
+
+def commissions_mark_paid(
+    *, commissions: Iterable[Commission], actor: AbstractBaseUser | None
+) -> int:
+    """Mark pending commissions paid. Already-paid ones are left alone, so a retry is
+    harmless; a cancelled one refuses the whole batch. Returns how many became paid."""
+    ids = sorted({commission.pk for commission in commissions})
+    if not ids:
+        return 0
+    with transaction.atomic():
+        locked = list(
+            Commission.objects.select_for_update()
+            .filter(pk__in=ids)
+            .select_related("cash_transaction", "agent")
+            .order_by("pk")
+        )
+        cancelled = [c.cash_transaction.receipt_number for c in locked
+                     if c.status == CommissionStatus.CANCELLED]
+        if cancelled:
+            raise PaymentsError(
+                "Cancelled commissions cannot be paid: " + ", ".join(cancelled) + "."
+            )
+        now = timezone.now()
+        paid = 0
+        for commission in locked:
+            if commission.status == CommissionStatus.PAID:
+                continue
+            commission.status = CommissionStatus.PAID
+            commission.paid_at = now
+            commission.paid_by = actor
+            commission.save(update_fields=["status", "paid_at", "paid_by"])
+            audit_entry_append(
+                action="commission.paid",
+                actor=actor,
+                subject=commission,
+                data={
+                    "receipt_number": commission.cash_transaction.receipt_number,
+                    "agent": commission.agent.code,
+                    "amount": commission.amount,
+                },
+            )
+            paid += 1
+    return paid
