@@ -21,7 +21,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo
+	APP_LOG_LEVEL=WARNING $(BIN)/python manage.py seed_demo
 
 services:
 	./scripts/ensure_services.sh

@@ -108,7 +108,10 @@ class CashSession(models.Model):
     )
     auto_closed = models.BooleanField(default=False)
     counted_balance = models.DecimalField(
-        "counted closing balance", **MONEY, null=True, blank=True,
+        "counted closing balance",
+        **MONEY,
+        null=True,
+        blank=True,
         help_text="Empty when nobody counted the cash.",
     )
     expected_balance = models.DecimalField(**MONEY, null=True, blank=True)
@@ -230,7 +233,9 @@ class Commission(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gte=0), name="payments_commission_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount__gte=0), name="payments_commission_not_negative"
+            ),
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
 
@@ -249,3 +254,6 @@ class DailyCounter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["scope", "day"], name="payments_daily_counter_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.day}: {self.value}"

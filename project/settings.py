@@ -135,8 +135,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {
-        name: {"handlers": ["console"], "level": env.str("APP_LOG_LEVEL", default="INFO"),
-               "propagate": False}
+        name: {
+            "handlers": ["console"],
+            "level": env.str("APP_LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        }
         for name in ("payments", "auditing", "reporting", "tasks")
     },
 }
