@@ -10,7 +10,6 @@ from payments.models import (
     CashSession,
     CashTransaction,
     Commission,
-    CommissionStatus,
     SystemConfiguration,
 )
 from payments.services import commissions_mark_paid, session_reconcile
@@ -59,6 +58,8 @@ class SystemConfigurationAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
+        if change and not form.changed_data:
+            return  # Saved as it was: nothing to audit.
         audit_entry_append(
             action="configuration.changed",
             actor=request.user,
@@ -77,6 +78,8 @@ class AgentAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
+        if change and not form.changed_data:
+            return  # Saved as it was: nothing to audit.
         audit_entry_append(
             action="agent.changed" if change else "agent.created",
             actor=request.user,
@@ -155,10 +158,35 @@ class CommissionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Mark selected commissions paid", permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
-            paid = commissions_mark_paid(
-                commissions=queryset.filter(status=CommissionStatus.PENDING), actor=request.user
-            )
+            # The whole selection: a cancelled one refuses the batch with a clear message.
+            paid = commissions_mark_paid(commissions=queryset, actor=request.user)
         except PaymentsError as error:
             self.message_user(request, str(error), messages.ERROR)
             return
         self.message_user(request, f"Marked {paid} commission(s) paid.", messages.SUCCESS)
+
+
+# Reminders and notifications are written by operations only; the admin just shows them.
+from payments.models import Notification, ReconciliationReminder  # noqa: E402
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "agent", "kind", "title", "session", "read_at")
+    list_filter = ("kind", "created_at")
+    search_fields = ("agent__code", "agent__full_name", "title", "session__number")
+    date_hierarchy = "created_at"
+    list_select_related = ("agent", "session")
+
+
+@admin.register(ReconciliationReminder)
+class ReconciliationReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("day", "kind", "agent", "session_count", "created_at")
+    list_filter = ("kind", "day")
+    search_fields = ("agent__code", "agent__full_name")
+    date_hierarchy = "day"
+    list_select_related = ("agent",)
+
+    @admin.display(description="sessions")
+    def session_count(self, reminder: ReconciliationReminder) -> int:
+        return len(reminder.session_numbers)

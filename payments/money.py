@@ -25,4 +25,6 @@ def format_money(amount: Decimal | None, *, currency: str) -> str:
     if amount is None:
         return "-"
     places = MINOR_UNITS.get(currency, 2)
-    return f"{amount:,.{places}f} {currency}"
+    # Format's own rounding is half-even: round half-up first, like every other amount.
+    rounded = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{rounded:,.{places}f} {currency}"

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from auditing.services import audit_entry_append
 from payments.errors import PaymentsError
-from payments.money import commission_for, format_money
 from payments.models import (
     Agent,
     CashSession,
@@ -26,10 +25,13 @@ from payments.models import (
     SystemConfiguration,
     TransactionStatus,
 )
+from payments.money import commission_for, format_money, round_money
 
 logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
+# The MONEY columns hold 14 digits, 2 of them after the point.
+AMOUNT_LIMIT = Decimal(10) ** 12
 
 
 def _next_daily_number(*, scope: str, day: dt.date) -> int:
@@ -44,6 +46,14 @@ def _require_positive(amount: Decimal, *, what: str) -> None:
         raise PaymentsError(f"The {what} must be a decimal amount, not {type(amount).__name__}.")
     if not amount.is_finite() or amount <= 0:
         raise PaymentsError(f"The {what} must be greater than zero (got {amount}).")
+
+
+def _require_storable(amount: Decimal, *, what: str, currency: str) -> None:
+    """Refuse an amount the row cannot hold exactly, so the row and its audit entry agree."""
+    if abs(amount) >= AMOUNT_LIMIT:
+        raise PaymentsError(f"The {what} is too large (got {amount}).")
+    if round_money(amount, currency=currency) != amount:
+        raise PaymentsError(f"The {what} has more decimals than {currency} allows (got {amount}).")
 
 
 def _lock_session(session: CashSession) -> CashSession:
@@ -69,6 +79,8 @@ def session_open(
         raise PaymentsError("The opening balance must be a decimal amount.")
     if opening_balance < 0:
         raise PaymentsError(f"The opening balance cannot be negative (got {opening_balance}).")
+    config = SystemConfiguration.load()
+    _require_storable(opening_balance, what="opening balance", currency=config.currency_code)
     with transaction.atomic():
         # Locking the agent makes a second concurrent open wait, then see the first one.
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
@@ -121,6 +133,8 @@ def transaction_record(
     if not payer_reference or not payer_reference.strip():
         raise PaymentsError("A payer reference is required.")
     config = SystemConfiguration.load()
+    _require_storable(tax_amount, what="tax amount", currency=config.currency_code)
+    _require_storable(amount_tendered, what="amount tendered", currency=config.currency_code)
     with transaction.atomic():
         session = _lock_session(session)
         if session.status != SessionStatus.OPEN:
@@ -275,6 +289,8 @@ def session_close(
         raise PaymentsError("The counted cash must be a decimal amount.")
     if counted_cash < 0:
         raise PaymentsError(f"The counted cash cannot be negative (got {counted_cash}).")
+    config = SystemConfiguration.load()
+    _require_storable(counted_cash, what="counted cash", currency=config.currency_code)
     with transaction.atomic():
         session = _lock_session(session)
         if session.status != SessionStatus.OPEN:
@@ -297,6 +313,14 @@ def session_reconcile(
 ) -> CashSession:
     """Reconcile a closed session. A session nobody counted needs the count now."""
     config = SystemConfiguration.load()
+    if counted_cash is not None:
+        if (
+            not isinstance(counted_cash, Decimal)
+            or not counted_cash.is_finite()
+            or counted_cash < 0
+        ):
+            raise PaymentsError("The counted cash must be a non-negative decimal amount.")
+        _require_storable(counted_cash, what="counted cash", currency=config.currency_code)
     with transaction.atomic():
         session = _lock_session(session)
         if session.status == SessionStatus.OPEN:
@@ -312,8 +336,6 @@ def session_reconcile(
                     f"Session {session.number} was closed without a cash count; "
                     "enter the counted cash to reconcile it."
                 )
-            if not isinstance(counted_cash, Decimal) or counted_cash < 0:
-                raise PaymentsError("The counted cash must be a non-negative decimal amount.")
             session.counted_balance = counted_cash
             session.discrepancy = counted_cash - session.expected_balance
             counted_now = True
@@ -393,3 +415,24 @@ def commissions_mark_paid(
             )
             paid += 1
     return paid
+
+
+def session_close_automatically(
+    *, session: CashSession, notes: str, audit_data: dict | None = None
+) -> CashSession:
+    """Close an expired session for the system, leaving the count empty: nobody counted
+    the cash, and copying the expected amount into the count would hide missing cash.
+
+    ``session`` must already be locked by the caller (select_for_update). A session that
+    is no longer open is returned unchanged, so a retried run is harmless.
+    """
+    if session.status != SessionStatus.OPEN:
+        return session
+    return _close_locked_session(
+        session=session,
+        counted_cash=None,
+        actor=None,
+        notes=notes,
+        auto_closed=True,
+        audit_data=audit_data,
+    )

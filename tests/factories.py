@@ -1,9 +1,20 @@
+import datetime as dt
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from payments.models import Agent
+from payments.models import (
+    Agent,
+    CashSession,
+    CashTransaction,
+    Commission,
+    CommissionStatus,
+    SessionStatus,
+    TransactionStatus,
+)
+from payments.money import commission_for
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -32,6 +43,86 @@ class AgentFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda agent: f"{agent.code.lower()}@agents.example.com")
     location = "Antananarivo"
     commission_rate = None
+
+
+class CashSessionFactory(factory.django.DjangoModelFactory):
+    """An open session. ``closed=True``: closed and counted at the expected balance (pass
+    ``counted_balance`` for a discrepancy). ``uncounted=True``: auto-closed, nobody counted."""
+
+    class Meta:
+        model = CashSession
+
+    class Params:
+        closed = factory.Trait(
+            status=SessionStatus.CLOSED,
+            closed_at=factory.LazyAttribute(lambda s: s.opened_at + dt.timedelta(hours=8)),
+            expected_balance=factory.SelfAttribute("opening_balance"),
+            counted_balance=factory.SelfAttribute("expected_balance"),
+        )
+        uncounted = factory.Trait(closed=True, auto_closed=True, counted_balance=None)
+
+    number = factory.Sequence(lambda n: f"CS-TEST-{n:04d}")
+    agent = factory.SubFactory(AgentFactory)
+    status = SessionStatus.OPEN
+    opened_at = factory.LazyFunction(timezone.now)
+    opening_balance = Decimal("10000.00")
+    closed_at = None
+    expected_balance = None
+    counted_balance = None
+    discrepancy = factory.LazyAttribute(
+        lambda s: None if s.counted_balance is None else s.counted_balance - s.expected_balance
+    )
+
+
+class CashTransactionFactory(factory.django.DjangoModelFactory):
+    """A completed payment on an open session, with its pending commission."""
+
+    class Meta:
+        model = CashTransaction
+        skip_postgeneration_save = True
+
+    receipt_number = factory.Sequence(lambda n: f"RC-TEST-{n:06d}")
+    session = factory.SubFactory(CashSessionFactory)
+    agent = factory.SelfAttribute("session.agent")
+    payer_reference = factory.Sequence(lambda n: f"NIF-{n:06d}")
+    tax_amount = Decimal("5000.00")
+    amount_tendered = factory.SelfAttribute("tax_amount")
+    change_given = factory.LazyAttribute(lambda t: t.amount_tendered - t.tax_amount)
+    status = TransactionStatus.COMPLETED
+    created_at = factory.LazyFunction(timezone.now)
+    recorded_by = factory.SelfAttribute("agent.user")
+    commission = factory.RelatedFactory(
+        "tests.factories.CommissionFactory", factory_related_name="cash_transaction"
+    )
+
+
+class CommissionFactory(factory.django.DjangoModelFactory):
+    """A pending commission at 2.00 % (MGA rounding). Traits: ``paid``, ``cancelled``."""
+
+    class Meta:
+        model = Commission
+
+    class Params:
+        paid = factory.Trait(
+            status=CommissionStatus.PAID, paid_at=factory.LazyFunction(timezone.now)
+        )
+        cancelled = factory.Trait(
+            status=CommissionStatus.CANCELLED,
+            cancelled_at=factory.LazyFunction(timezone.now),
+            cash_transaction__status=TransactionStatus.VOIDED,
+            cash_transaction__void_reason="Wrong payer",
+        )
+
+    cash_transaction = factory.SubFactory(CashTransactionFactory, commission=None)
+    agent = factory.SelfAttribute("cash_transaction.agent")
+    session = factory.SelfAttribute("cash_transaction.session")
+    base_amount = factory.SelfAttribute("cash_transaction.tax_amount")
+    rate = Decimal("2.00")
+    amount = factory.LazyAttribute(
+        lambda c: commission_for(base_amount=c.base_amount, rate_percent=c.rate, currency="MGA")
+    )
+    status = CommissionStatus.PENDING
+    created_at = factory.SelfAttribute("cash_transaction.created_at")
 
 
 def money(value: str) -> Decimal:

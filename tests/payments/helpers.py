@@ -1,0 +1,34 @@
+from auditing.models import AuditEntry
+from payments.models import (
+    Agent,
+    CashSession,
+    CashTransaction,
+    Commission,
+    DailyCounter,
+    SystemConfiguration,
+)
+
+WATCHED_MODELS = (
+    SystemConfiguration,
+    Agent,
+    CashSession,
+    CashTransaction,
+    Commission,
+    DailyCounter,
+    AuditEntry,
+)
+
+
+def database_snapshot() -> dict[str, list[dict]]:
+    """Every row a cash operation could touch, audit trail included."""
+    return {
+        model._meta.label: list(model.objects.order_by("pk").values()) for model in WATCHED_MODELS
+    }
+
+
+def assert_audited(entry: AuditEntry, *, action: str, actor, subject) -> None:
+    """``actor`` None means the entry must name the system."""
+    assert entry.action == action
+    assert entry.actor_id == (actor.pk if actor is not None else None)
+    assert entry.actor_name == (actor.get_username() if actor is not None else "system")
+    assert (entry.subject_type, entry.subject_id) == (subject._meta.label_lower, str(subject.pk))
