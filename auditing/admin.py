@@ -1,10 +1,11 @@
 from django.contrib import admin
 
-from auditing.models import AuditEntry
+from auditing.models import AuditEntry, VerificationRun
+from project.admin_mixins import ReadOnlyAdminMixin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the chain is append-only."""
 
     list_display = ("sequence", "timestamp", "action", "actor_name", "subject", "short_hash")
@@ -23,14 +24,29 @@ class AuditEntryAdmin(admin.ModelAdmin):
     def short_hash(self, entry: AuditEntry) -> str:
         return entry.current_hash[:12]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
-        return False
+@admin.register(VerificationRun)
+class VerificationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every verify_audit_trail run, read-only: a record of what was checked and found."""
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    list_display = (
+        "started_at",
+        "trigger",
+        "checked_range",
+        "entries_checked",
+        "intact",
+        "violation_count",
+    )
+    list_filter = ("intact", "trigger")
+    date_hierarchy = "started_at"
+    ordering = ("-started_at",)
 
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    @admin.display(description="range")
+    def checked_range(self, run: VerificationRun) -> str:
+        if run.full:
+            return "entire chain"
+        return f"{run.range_start} to {run.range_end}"
+
+    @admin.display(description="violations")
+    def violation_count(self, run: VerificationRun) -> int:
+        return len(run.violations)

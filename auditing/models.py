@@ -34,3 +34,31 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} by {self.actor_name}"
+
+
+class VerificationRun(models.Model):
+    """One run of verify_audit_trail, kept so administrators can see every result."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, help_text="beat, manual or manual-enqueue")
+    full = models.BooleanField(default=False)
+    range_start = models.DateField(null=True, blank=True)
+    range_end = models.DateField(null=True, blank=True, help_text="Inclusive.")
+    entries_checked = models.PositiveBigIntegerField(default=0)
+    first_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    last_sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    head_sequence = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The newest entry in the whole chain when the run started."
+    )
+    head_hash = models.CharField(max_length=64, blank=True)
+    intact = models.BooleanField(null=True)
+    violations = models.JSONField(default=list, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        verdict = {True: "intact", False: "TAMPERING", None: "unfinished"}[self.intact]
+        return f"Verification #{self.pk} ({verdict})"

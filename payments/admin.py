@@ -1,7 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest
 
 from auditing.services import audit_entry_append
 from payments.errors import PaymentsError
@@ -10,31 +9,27 @@ from payments.models import (
     CashSession,
     CashTransaction,
     Commission,
+    Notification,
+    ReconciliationReminder,
     SystemConfiguration,
 )
 from payments.services import commissions_mark_paid, session_reconcile
+from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 
 
-class ReadOnlyAdminMixin:
-    """Money and session state change only through services, which write the audit trail."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class ServiceActionsAdminMixin(ReadOnlyAdminMixin):
+    """Money and session state change only through services, which write the audit trail.
+    Model-level change permission runs the service-backed actions; a single row is only
+    ever shown read-only."""
 
     def has_change_permission(self, request, obj=None) -> bool:
-        # Model-level change permission runs the service-backed actions; a single row is
-        # only ever shown read-only.
-        return obj is None and super().has_change_permission(request)
+        return obj is None and request.user.has_perm(
+            f"{self.opts.app_label}.change_{self.opts.model_name}"
+        )
 
 
 @admin.register(SystemConfiguration)
-class SystemConfigurationAdmin(admin.ModelAdmin):
+class SystemConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
     list_display = (
         "session_timeout_hours",
         "default_commission_rate",
@@ -43,18 +38,6 @@ class SystemConfigurationAdmin(admin.ModelAdmin):
         "updated_at",
     )
     readonly_fields = ("updated_at",)
-
-    def changelist_view(self, request, extra_context=None):
-        config = SystemConfiguration.load()
-        return HttpResponseRedirect(
-            reverse("admin:payments_systemconfiguration_change", args=[config.pk])
-        )
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -70,8 +53,15 @@ class SystemConfigurationAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ("code", "full_name", "phone", "email", "location", "commission_rate",
-                    "is_active")
+    list_display = (
+        "code",
+        "full_name",
+        "phone",
+        "email",
+        "location",
+        "commission_rate",
+        "is_active",
+    )
     list_filter = ("is_active", "location")
     search_fields = ("code", "full_name", "phone", "email", "user__username")
     autocomplete_fields = ("user",)
@@ -90,8 +80,15 @@ class AgentAdmin(admin.ModelAdmin):
 
 class CashTransactionInline(admin.TabularInline):
     model = CashTransaction
-    fields = ("receipt_number", "created_at", "payer_reference", "tax_amount",
-              "amount_tendered", "change_given", "status")
+    fields = (
+        "receipt_number",
+        "created_at",
+        "payer_reference",
+        "tax_amount",
+        "amount_tendered",
+        "change_given",
+        "status",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -102,9 +99,19 @@ class CashTransactionInline(admin.TabularInline):
 
 
 @admin.register(CashSession)
-class CashSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("number", "agent", "status", "opened_at", "closed_at", "opening_balance",
-                    "expected_balance", "counted", "discrepancy_display", "auto_closed")
+class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "number",
+        "agent",
+        "status",
+        "opened_at",
+        "closed_at",
+        "opening_balance",
+        "expected_balance",
+        "counted",
+        "discrepancy_display",
+        "auto_closed",
+    )
     list_filter = ("status", "auto_closed", "opened_at", "closed_at", "agent")
     search_fields = ("number", "agent__code", "agent__full_name")
     date_hierarchy = "opened_at"
@@ -136,9 +143,16 @@ class CashSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CashTransaction)
-class CashTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("receipt_number", "created_at", "agent", "session", "payer_reference",
-                    "tax_amount", "status")
+class CashTransactionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "receipt_number",
+        "created_at",
+        "agent",
+        "session",
+        "payer_reference",
+        "tax_amount",
+        "status",
+    )
     list_filter = ("status", "created_at", "agent")
     search_fields = ("receipt_number", "payer_reference", "session__number", "agent__code")
     date_hierarchy = "created_at"
@@ -146,9 +160,17 @@ class CashTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Commission)
-class CommissionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("cash_transaction", "agent", "created_at", "base_amount", "rate", "amount",
-                    "status", "paid_at")
+class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "cash_transaction",
+        "agent",
+        "created_at",
+        "base_amount",
+        "rate",
+        "amount",
+        "status",
+        "paid_at",
+    )
     list_filter = ("status", "created_at", "agent")
     search_fields = ("cash_transaction__receipt_number", "agent__code", "agent__full_name")
     date_hierarchy = "created_at"
@@ -167,7 +189,6 @@ class CommissionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 # Reminders and notifications are written by operations only; the admin just shows them.
-from payments.models import Notification, ReconciliationReminder  # noqa: E402
 
 
 @admin.register(Notification)

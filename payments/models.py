@@ -124,6 +124,11 @@ class CashSession(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reconciliation_notes = models.TextField(blank=True)
+    expiry_notified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the agent was told the session expired and must be closed with a count.",
+    )
 
     class Meta:
         ordering = ["-opened_at"]
@@ -257,3 +262,72 @@ class DailyCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.day}: {self.value}"
+
+
+class NotificationKind(models.TextChoices):
+    SESSION_AUTO_CLOSED = "session_auto_closed", "Session closed automatically"
+    SESSION_EXPIRED = "session_expired", "Session expired"
+    RECONCILIATION_REMINDER = "reconciliation_reminder", "Reconciliation reminder"
+
+
+class Notification(models.Model):
+    """An in-app message to an agent. Email, when the agent has an address, is extra."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="notifications")
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    session = models.ForeignKey(
+        CashSession, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
+    title = models.CharField(max_length=200)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["agent", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.agent.code}: {self.title}"
+
+
+class ReminderKind(models.TextChoices):
+    AGENT = "agent", "Agent reminder"
+    ADMIN_SUMMARY = "admin_summary", "Administrators' summary"
+
+
+class ReconciliationReminder(models.Model):
+    """One reminder sent on one local day; the unique constraints stop a retried run
+    from sending the same reminder twice."""
+
+    kind = models.CharField(max_length=16, choices=ReminderKind.choices)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="reminders"
+    )
+    day = models.DateField(help_text="Local date the reminder was sent for.")
+    session_numbers = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "day"],
+                condition=Q(kind="agent"),
+                name="payments_one_agent_reminder_a_day",
+            ),
+            models.UniqueConstraint(
+                fields=["day"],
+                condition=Q(kind="admin_summary"),
+                name="payments_one_admin_summary_a_day",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="agent", agent__isnull=False)
+                | Q(kind="admin_summary", agent__isnull=True),
+                name="payments_reminder_agent_matches_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.agent.code if self.agent_id else "administrators"
+        return f"Reminder to {who} on {self.day}"

@@ -151,8 +151,10 @@ def transaction_record(
                 "count before recording more payments."
             )
         agent = session.agent
-        rate = agent.commission_rate if agent.commission_rate is not None else (
-            config.default_commission_rate
+        rate = (
+            agent.commission_rate
+            if agent.commission_rate is not None
+            else (config.default_commission_rate)
         )
         sequence = session.transactions.count() + 1
         cash_transaction = CashTransaction.objects.create(
@@ -388,8 +390,11 @@ def commissions_mark_paid(
             .select_related("cash_transaction", "agent")
             .order_by("pk")
         )
-        cancelled = [c.cash_transaction.receipt_number for c in locked
-                     if c.status == CommissionStatus.CANCELLED]
+        cancelled = [
+            c.cash_transaction.receipt_number
+            for c in locked
+            if c.status == CommissionStatus.CANCELLED
+        ]
         if cancelled:
             raise PaymentsError(
                 "Cancelled commissions cannot be paid: " + ", ".join(cancelled) + "."

@@ -1,0 +1,37 @@
+"""Admin behaviours shared by the apps: records nobody edits, and singletons."""
+
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+
+class ReadOnlyAdminMixin:
+    """For records that only services write (cash, audit, reports, logs): view only."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class SingletonAdminMixin:
+    """For a one-row model with a ``load()`` classmethod: the list opens the one row."""
+
+    def changelist_view(self, request, extra_context=None):
+        instance = self.model.load()
+        opts = self.model._meta
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[instance.pk])
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,765 @@
+"""generate_commission_report: which month, what the figures count, what is stored, sent and
+printed, and how a scheduled run avoids sending twice. Data goes through the real services."""
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db.models import Sum
+from django.urls import reverse
+
+from payments.models import CashTransaction
+from payments.services import (
+    commissions_mark_paid,
+    session_close,
+    session_expected_balance,
+    session_open,
+    transaction_record,
+    transaction_void,
+)
+from reporting import services as report_services
+from reporting.models import CommissionReport, CommissionReportLine, EmailMessage
+from reporting.services import commission_report_generate
+from tasks.tasks import generate_commission_report
+from tests.factories import AgentFactory, StaffUserFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PROJECT_DIR = Path(settings.BASE_DIR)
+LOCAL = ZoneInfo("Indian/Antananarivo")
+UTC = dt.UTC
+# The scheduled run's morning: 09:00 local on 2 November 2026, October complete.
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=LOCAL)
+SUBJECT = "Commission report \N{EM DASH} October 2026"
+CSV_HEADER = [
+    "Agent code",
+    "Agent name",
+    "Transactions",
+    "Tax collected (MGA)",
+    "Commission earned (MGA)",
+    "Pending (MGA)",
+    "Paid (MGA)",
+    "Cancelled (MGA)",
+]
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def local(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=LOCAL)
+
+
+def takings(agent, when: dt.datetime, *taxes: str, void=(), paid=()) -> list[CashTransaction]:
+    """One session of ``agent`` at ``when``: record the payments, void and pay commissions by
+    index, close the session with its cash counted."""
+    with time_machine.travel(when, tick=False):
+        session = session_open(agent=agent, opening_balance=Decimal("0.00"), actor=agent.user)
+        payments = [
+            transaction_record(
+                session=session,
+                payer_reference=f"NIF-{agent.code}-{index}",
+                tax_amount=Decimal(tax),
+                amount_tendered=Decimal(tax),
+                actor=agent.user,
+            )
+            for index, tax in enumerate(taxes)
+        ]
+        for index in void:
+            transaction_void(cash_transaction=payments[index], actor=agent.user, reason="Wrong")
+        session_close(
+            session=session, counted_cash=session_expected_balance(session=session), actor=None
+        )
+        commissions_mark_paid(commissions=[payments[i].commission for i in paid], actor=None)
+    return payments
+
+
+@pytest.fixture
+def agents(config):
+    return {
+        "A": AgentFactory(code="AG0001", full_name="Hery Rakoto"),  # default 2 %
+        "B": AgentFactory(code="AG0002", full_name="Voahirana Rabe", commission_rate="5.00"),
+        "C": AgentFactory(code="AG0003", full_name="Faly Andria"),
+    }
+
+
+@pytest.fixture
+def october(agents):
+    """October 2026 in Antananarivo. Counted: A's 10,000 (commission 200 paid) and 20,000 at
+    23:30 on the 31st (400 pending), B's 3,000 at 00:00 on the 1st (150 pending). Voided: A's
+    5,000 (100 cancelled). Outside October: B at 23:30 on 30 Sept and 00:30 on 1 Nov, C's
+    September payment."""
+    a, b, c = agents["A"], agents["B"], agents["C"]
+    takings(a, local(2026, 10, 5, 10, 0), "10000.00", "5000.00", void=[1], paid=[0])
+    takings(a, local(2026, 10, 31, 23, 30), "20000.00")
+    takings(b, local(2026, 9, 30, 23, 30), "1000.00")
+    takings(b, local(2026, 10, 1, 0, 0), "3000.00")
+    takings(b, local(2026, 11, 1, 0, 30), "7000.00")
+    takings(c, local(2026, 9, 15, 11, 0), "8000.00")
+    return agents
+
+
+@pytest.fixture
+def staff():
+    """Two administrators who receive the report, and three users who must not."""
+    StaffUserFactory(username="zoe", email="zoe@example.com")
+    StaffUserFactory(username="boss", email="boss@example.com")
+    StaffUserFactory(username="gone", email="gone@example.com", is_active=False)
+    StaffUserFactory(username="nomail", email="")
+    UserFactory(username="clerk", email="clerk@example.com")
+    return ["boss@example.com", "zoe@example.com"]
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("generate_commission_report", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def run_json(*args: str) -> dict:
+    return json.loads(run("--json", *args))
+
+
+def run_failing(*args: str) -> tuple[CommandError, str]:
+    out = StringIO()
+    with pytest.raises(CommandError) as info:
+        call_command("generate_commission_report", *args, stdout=out, stderr=StringIO())
+    return info.value, out.getvalue()
+
+
+def nothing_written() -> bool:
+    return not (
+        CommissionReport.objects.exists()
+        or CommissionReportLine.objects.exists()
+        or EmailMessage.objects.exists()
+    )
+
+
+def csv_rows(message) -> list[list[str]]:
+    [(filename, content, mimetype)] = message.attachments
+    assert (filename, mimetype) == ("commission-report-2026-10.csv", "text/csv")
+    return list(csv.reader(io.StringIO(content)))
+
+
+# What is counted --------------------------------------------------------------------------
+
+
+def test_totals_count_completed_payments_and_earned_commissions_only(clock, october, staff):
+    summary = commission_report_generate(
+        year=None, month=None, email=None, dry_run=True, trigger="manual"
+    )
+
+    assert summary["status"] == "ok"
+    assert (summary["period"], summary["period_label"]) == ("2026-10", "October 2026")
+    assert summary["totals"] == {
+        "transactions": 3,
+        "voided_transactions": 1,
+        # 10,000 + 20,000 + 3,000: the voided 5,000 is not tax collected.
+        "tax_collected": "33000.00",
+        # 200 paid + 400 + 150 pending: the cancelled 100 is not part of the total.
+        "commissions_total": "750.00",
+    }
+    assert summary["by_status"] == {
+        "pending": {"count": 2, "amount": "550.00"},
+        "paid": {"count": 1, "amount": "200.00"},
+        "cancelled": {"count": 1, "amount": "100.00"},
+    }
+    assert summary["agents"] == [
+        {
+            "agent": "AG0001",
+            "agent_name": "Hery Rakoto",
+            "transactions": 2,
+            "tax_collected": "30000.00",
+            "commission_earned": "600.00",
+            "pending_amount": "400.00",
+            "paid_amount": "200.00",
+            "cancelled_amount": "100.00",
+        },
+        {
+            "agent": "AG0002",
+            "agent_name": "Voahirana Rabe",
+            "transactions": 1,
+            "tax_collected": "3000.00",
+            "commission_earned": "150.00",
+            "pending_amount": "150.00",
+            "paid_amount": "0.00",
+            "cancelled_amount": "0.00",
+        },
+    ]
+
+
+def test_month_boundaries_are_local_midnights_not_utc_ones(clock, agents):
+    a = agents["A"]
+    [last_evening] = takings(a, local(2026, 10, 31, 23, 30), "100.00")
+    [next_month] = takings(a, local(2026, 11, 1, 0, 30), "200.00")
+    [first_minute] = takings(a, local(2026, 10, 1, 0, 0), "400.00")
+    [month_before] = takings(a, local(2026, 9, 30, 23, 59), "800.00")
+    takings(a, local(2026, 11, 1, 0, 0), "1600.00")  # the end is excluded
+    # In UTC the first two both fall on 31 October, and the last one in October.
+    assert last_evening.created_at.astimezone(UTC) == dt.datetime(2026, 10, 31, 20, 30, tzinfo=UTC)
+    assert next_month.created_at.astimezone(UTC) == dt.datetime(2026, 10, 31, 21, 30, tzinfo=UTC)
+    assert month_before.created_at.astimezone(UTC) == dt.datetime(2026, 9, 30, 20, 59, tzinfo=UTC)
+
+    summary = commission_report_generate(
+        year=2026, month=10, email=None, dry_run=True, trigger="manual"
+    )
+
+    assert summary["totals"]["transactions"] == 2
+    assert summary["totals"]["tax_collected"] == "500.00"  # 100 + 400: 23:30 and 00:00 local
+    assert summary["totals"]["commissions_total"] == "10.00"
+    assert first_minute.created_at == local(2026, 10, 1, 0, 0)
+    assert summary["period_start"] == "2026-10-01T00:00:00+03:00"
+    assert summary["period_end"] == "2026-11-01T00:00:00+03:00"
+
+
+def test_stored_totals_reconcile_with_their_parts(clock, october, staff):
+    summary = commission_report_generate(
+        year=None, month=None, email=None, dry_run=False, trigger="manual"
+    )
+
+    report = CommissionReport.objects.get(pk=summary["report_id"])
+    lines = report.lines.aggregate(
+        transactions=Sum("transactions"),
+        tax_collected=Sum("tax_collected"),
+        earned=Sum("commission_earned"),
+        pending=Sum("pending_amount"),
+        paid=Sum("paid_amount"),
+        cancelled=Sum("cancelled_amount"),
+    )
+    assert lines == {
+        "transactions": report.transactions,
+        "tax_collected": report.tax_collected,
+        "earned": report.commissions_total,
+        "pending": report.pending_amount,
+        "paid": report.paid_amount,
+        "cancelled": report.cancelled_amount,
+    }
+    assert report.pending_amount + report.paid_amount == report.commissions_total
+    for line in report.lines.all():
+        assert line.pending_amount + line.paid_amount == line.commission_earned
+    assert summary["checks"] and all(check["ok"] for check in summary["checks"])
+
+
+def test_a_report_that_does_not_add_up_fails_and_stores_and_sends_nothing(
+    clock, october, staff, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
+):
+    real_rows = report_services.commission_agent_rows_select
+    monkeypatch.setattr(
+        report_services,
+        "commission_agent_rows_select",
+        lambda **kwargs: real_rows(**kwargs)[1:],  # AG0001's row goes missing
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        error, output = run_failing()
+
+    assert error.returncode == 1
+    assert str(error).startswith("The October 2026 report does not add up (")
+    assert "agents' tax collected = tax collected" in str(error)
+    assert "nothing was stored or sent" in str(error)
+    assert (
+        "Check failed: agents' tax collected = tax collected (total 33000.00, parts 3000.00)"
+        in (output)
+    )
+    assert nothing_written()
+    assert mailoutbox == []
+
+
+def test_a_month_without_payments_gives_a_zero_report_that_still_adds_up(clock, staff, config):
+    summary = run_json("--month", "6")
+
+    assert summary["status"] == "ok"
+    assert summary["period"] == "2026-06"
+    assert summary["totals"] == {
+        "transactions": 0,
+        "voided_transactions": 0,
+        "tax_collected": "0.00",
+        "commissions_total": "0.00",
+    }
+    assert summary["agents"] == []
+    assert all(check["ok"] for check in summary["checks"])
+    assert CommissionReport.objects.get().lines.count() == 0
+
+
+# Which month ------------------------------------------------------------------------------
+
+
+def test_a_run_in_january_reports_december_of_the_previous_year(agents, staff):
+    takings(agents["A"], local(2026, 12, 31, 23, 0), "1000.00")
+    takings(agents["A"], local(2027, 1, 2, 10, 0), "9000.00")
+
+    with time_machine.travel(local(2027, 1, 15, 9, 0), tick=False):
+        summary = run_json()
+
+    assert (summary["period"], summary["period_label"]) == ("2026-12", "December 2026")
+    assert summary["totals"]["tax_collected"] == "1000.00"
+    report = CommissionReport.objects.get()
+    assert (report.year, report.month) == (2026, 12)
+
+
+def test_just_after_local_midnight_on_the_first_the_month_is_complete_while_utc_is_not(agents):
+    # 00:30 local on 1 November is still 31 October in UTC.
+    with time_machine.travel(local(2026, 11, 1, 0, 30), tick=False):
+        assert run_json("--dry-run")["period"] == "2026-10"
+        assert run_json("--dry-run", "--month", "10")["period"] == "2026-10"
+
+
+def test_month_alone_reports_that_month_of_the_current_year(clock, config):
+    summary = run_json("--dry-run", "--month", "3")
+    assert (summary["period"], summary["period_label"]) == ("2026-03", "March 2026")
+
+
+def test_month_and_year_report_that_month(clock, agents):
+    takings(agents["A"], local(2025, 7, 14, 9, 0), "2500.00")
+    summary = run_json("--dry-run", "--month", "7", "--year", "2025")
+    assert summary["period"] == "2025-07"
+    assert summary["totals"]["tax_collected"] == "2500.00"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--month", "0"], "The month must be between 1 and 12 (got 0)."),
+        (["--month", "13"], "The month must be between 1 and 12 (got 13)."),
+        (["--month", "5", "--year", "1999"], "The year must be between 2000 and 2026 (got 1999)."),
+        (["--month", "1", "--year", "2027"], "The year must be between 2000 and 2026 (got 2027)."),
+        (
+            ["--month", "11"],
+            "November 2026 has not ended yet; the latest complete month is October 2026.",
+        ),
+        (["--month", "12", "--year", "2026"], "December 2026 has not ended yet;"),
+        (["--year", "2026"], "A year (2026) was given without a month: give the month too"),
+        (["--email", "not-an-email"], "--email: 'not-an-email' is not a valid email address."),
+        (["--email", ""], "--email: '' is not a valid email address."),
+        (["--month", "ten"], "Error: argument --month: invalid int value: 'ten'"),
+        (["--bogus"], "Error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    clock, october, staff, args, message, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        error, output = run_failing(*args)
+
+    assert error.returncode == 2
+    assert str(error).startswith(message)
+    assert "\n" not in str(error)
+    assert output == ""
+    assert nothing_written()
+    assert mailoutbox == []
+
+
+def test_a_bad_period_given_to_the_task_fails_with_the_same_sentence(clock, config):
+    summary = generate_commission_report(year=2026, month=13, trigger="beat")
+
+    assert summary["status"] == "failed"
+    assert summary["message"] == "The month must be between 1 and 12 (got 13)."
+    assert nothing_written()
+
+
+# What is stored, sent and printed ---------------------------------------------------------
+
+
+def test_a_run_stores_the_report_and_emails_it_to_active_staff_with_an_address(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = run_json()
+
+    assert summary["status"] == "ok"
+    assert summary["recipients"] == staff
+    report = CommissionReport.objects.get()
+    assert summary["report_id"] == report.pk
+    assert (report.year, report.month, report.trigger) == (2026, 10, "manual")
+    assert report.generated_at == NOW
+    assert report.currency == "MGA"
+    assert report.recipients == staff
+    assert (report.transactions, report.voided_transactions) == (3, 1)
+    assert (report.tax_collected, report.commissions_total) == (
+        Decimal("33000.00"),
+        Decimal("750.00"),
+    )
+    assert (report.pending_count, report.pending_amount) == (2, Decimal("550.00"))
+    assert (report.paid_count, report.paid_amount) == (1, Decimal("200.00"))
+    assert (report.cancelled_count, report.cancelled_amount) == (1, Decimal("100.00"))
+    assert list(
+        report.lines.values_list("agent__code", "agent_name", "transactions", "commission_earned")
+    ) == [
+        ("AG0001", "Hery Rakoto", 2, Decimal("600.00")),
+        ("AG0002", "Voahirana Rabe", 1, Decimal("150.00")),
+    ]
+
+    [email] = EmailMessage.objects.all()
+    assert (email.purpose, email.about, email.subject_id) == (
+        "commission_report",
+        "2026-10",
+        str(report.pk),
+    )
+    [message] = mailoutbox
+    assert message.to == staff
+    assert message.subject == SUBJECT
+
+
+def test_the_email_has_text_html_and_a_csv_row_per_agent(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run("--email", "  chief@example.com ")
+
+    [message] = mailoutbox
+    assert message.subject == SUBJECT
+    assert message.to == ["chief@example.com"]
+
+    text = message.body
+    assert "Period: 1 October 2026 to 31 October 2026 inclusive, local time" in text
+    assert "(Indian/Antananarivo)" in text
+    assert "Generated: 2026-11-02 09:00" in text
+    assert "Transactions (completed payments): 3" in text
+    assert "Voided payments (not counted): 1" in text
+    assert "Tax collected: 33,000.00 MGA" in text
+    assert "Total commissions (earned = pending + paid): 750.00 MGA" in text
+    assert "Pending: 2 commissions, 550.00 MGA" in text
+    assert "Paid: 1 commission, 200.00 MGA" in text
+    assert "Cancelled: 1 commission, 100.00 MGA" in text
+    assert "AG0001 Hery Rakoto" in text
+    assert "Commission earned: 600.00 MGA (pending 400.00 MGA, paid 200.00 MGA)" in text
+    assert "&" not in text and "<" not in text
+
+    [(html, mimetype)] = message.alternatives
+    assert mimetype == "text/html"
+    assert "<h2" in html and SUBJECT in html
+    assert "<td>AG0002</td><td>Voahirana Rabe</td>" in html
+    assert "<strong>750.00 MGA</strong>" in html
+
+    assert csv_rows(message) == [
+        CSV_HEADER,
+        ["AG0001", "Hery Rakoto", "2", "30000.00", "600.00", "400.00", "200.00", "100.00"],
+        ["AG0002", "Voahirana Rabe", "1", "3000.00", "150.00", "150.00", "0.00", "0.00"],
+    ]
+
+
+def test_a_csv_cell_that_a_spreadsheet_would_run_as_a_formula_is_defused(
+    clock, agents, mailoutbox, django_capture_on_commit_callbacks
+):
+    agent = AgentFactory(code="AG0009", full_name='=HYPERLINK("http://evil")')
+    takings(agent, local(2026, 10, 9, 9, 0), "1000.00")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run("--email", "chief@example.com")
+
+    [_, row] = csv_rows(mailoutbox[0])
+    assert row[:2] == ["AG0009", '\'=HYPERLINK("http://evil")']
+
+
+def test_email_option_sends_to_that_address_only(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = run_json("--email", "chief@example.com")
+
+    assert summary["recipients"] == ["chief@example.com"]
+    assert CommissionReport.objects.get().recipients == ["chief@example.com"]
+    assert [message.to for message in mailoutbox] == [["chief@example.com"]]
+
+
+def test_without_recipients_the_report_is_stored_with_a_clear_warning(
+    clock, october, mailoutbox, django_capture_on_commit_callbacks
+):
+    StaffUserFactory(username="nomail", email="")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        output = run()
+        summary = commission_report_generate(
+            year=None, month=None, email=None, dry_run=False, trigger="manual"
+        )
+
+    assert "Nobody to send the report to: no --email was given and no active staff user" in (output)
+    assert "The report was stored but not emailed." in output
+    assert summary["status"] == "ok"
+    assert summary["recipients"] == []
+    assert summary["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    assert summary["warning"].startswith("Nobody to send the report to")
+    assert CommissionReport.objects.count() == 2
+    assert CommissionReport.objects.filter(recipients=[]).count() == 2
+    assert not EmailMessage.objects.exists()
+    assert mailoutbox == []
+
+
+def test_dry_run_prints_the_report_and_stores_and_sends_nothing(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        output = run("--dry-run")
+
+    assert "Dry run: nothing will be stored or sent." in output
+    assert "33,000.00 MGA" in output
+    assert "Would email: boss@example.com, zoe@example.com. Nothing was stored or sent." in output
+    assert nothing_written()
+    assert mailoutbox == []
+
+
+def test_the_printed_report_shows_overall_status_and_agent_tables(
+    clock, october, staff, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        output = run()
+
+    lines = output.splitlines()
+    assert lines[0] == SUBJECT
+    assert lines[1] == (
+        "Period 2026-10-01 00:00 to 2026-11-01 00:00 (Indian/Antananarivo), end excluded"
+    )
+    assert lines[3:8] == [
+        "Overall",
+        "  Transactions (completed)                        3",
+        "  Voided (not counted)                            1",
+        "  Tax collected                       33,000.00 MGA",
+        "  Total commissions (pending + paid)     750.00 MGA",
+    ]
+    assert "  Status     Count      Amount" in lines
+    assert "  Pending        2  550.00 MGA" in lines
+    assert "  Paid           1  200.00 MGA" in lines
+    assert "  Cancelled      1  100.00 MGA" in lines
+    by_agent = lines.index("By agent")
+    assert [line.split() for line in lines[by_agent + 1 : by_agent + 4]] == [
+        "Agent Name Transactions Tax collected Earned Pending Paid Cancelled".split(),
+        "AG0001 Hery Rakoto 2 30,000.00 MGA 600.00 MGA 400.00 MGA 200.00 MGA 100.00 MGA".split(),
+        "AG0002 Voahirana Rabe 1 3,000.00 MGA 150.00 MGA 150.00 MGA 0.00 MGA 0.00 MGA".split(),
+    ]
+    # Amounts line up on the right.
+    assert lines[by_agent + 2].endswith(
+        "30,000.00 MGA  600.00 MGA  400.00 MGA  200.00 MGA  100.00 MGA"
+    )
+    assert lines[by_agent + 3].endswith(
+        " 3,000.00 MGA  150.00 MGA  150.00 MGA    0.00 MGA    0.00 MGA"
+    )
+    assert "Checks: all 8 totals reconcile with their parts." in lines
+    report = CommissionReport.objects.get()
+    # Still queued: the locmem server sees the message after the test's own commit.
+    assert lines[-1] == (
+        f"Report #{report.pk} stored; email to boss@example.com, zoe@example.com: 1 queued"
+    )
+
+
+def test_json_output_parses_with_amounts_as_strings(clock, october, staff):
+    summary = run_json("--month", "10", "--year", "2026")
+
+    assert summary["operation"] == "generate_commission_report"
+    assert summary["trigger"] == "manual"
+    assert summary["dry_run"] is False
+    assert summary["already_generated"] is False
+    assert summary["time_zone"] == "Indian/Antananarivo"
+    assert summary["generated_at"] == "2026-11-02T09:00:00+03:00"
+    assert summary["currency"] == "MGA"
+    assert isinstance(summary["totals"]["tax_collected"], str)
+    assert {row["agent"] for row in summary["agents"]} == {"AG0001", "AG0002"}
+    assert summary["emails"] == {"queued": 1, "sent": 0, "failed": 0}
+
+
+def test_help_lists_the_options_and_the_exit_codes():
+    env = {**os.environ, "DJANGO_ENV": "test"}
+    result = subprocess.run(  # noqa: S603 - fixed arguments
+        [sys.executable, "manage.py", "generate_commission_report", "--help"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    for option in (
+        "--month MONTH",
+        "--year YEAR",
+        "--email EMAIL",
+        "--dry-run",
+        "--json",
+        "--enqueue",
+    ):
+        assert option in result.stdout
+    assert "Month to report on, 1-12. Defaults to the previous month." in " ".join(
+        result.stdout.split()
+    )
+    assert "exit codes:" in result.stdout
+    assert "2  bad input: nothing was run or written" in result.stdout
+    assert "4  another run of this operation is already in progress" in result.stdout
+
+
+def test_enqueue_sends_the_resolved_period_to_the_broker(clock, config, monkeypatch):
+    sent = {}
+
+    class Result:
+        id = "task-1"
+
+    def apply_async(*, kwargs, retry):
+        sent.update(kwargs)
+        return Result()
+
+    monkeypatch.setattr(generate_commission_report, "apply_async", apply_async)
+
+    output = run("--enqueue", "--email", "chief@example.com")
+
+    assert sent["year"] == 2026 and sent["month"] == 10
+    assert (sent["email"], sent["dry_run"]) == ("chief@example.com", False)
+    assert "task-1" in output
+    assert nothing_written()
+
+
+# No double sends --------------------------------------------------------------------------
+
+
+def test_a_repeated_scheduled_run_does_not_send_the_report_twice(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = generate_commission_report()
+    clock.shift(dt.timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = generate_commission_report()
+
+    assert (first["trigger"], first["period"]) == ("beat", "2026-10")
+    assert first["already_generated"] is False
+    assert again["status"] == "ok"
+    assert again["already_generated"] is True
+    assert again["report_id"] == first["report_id"]
+    assert again["generated_at"] == first["generated_at"]
+    assert again["totals"] == first["totals"]
+    assert again["agents"] == first["agents"]
+    assert again["recipients"] == staff
+    assert again["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    assert again["warning"] == (
+        "The scheduled October 2026 report was already generated at 2026-11-02 09:00 "
+        f"(report #{first['report_id']}); it was not sent again."
+    )
+    assert CommissionReport.objects.count() == 1
+    assert EmailMessage.objects.count() == 1
+    assert len(mailoutbox) == 1
+
+
+def test_a_scheduled_run_that_loses_the_race_reports_the_winner_and_sends_nothing(
+    clock, october, staff, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = generate_commission_report()
+    real_lookup = report_services._scheduled_report
+    lookups = []
+
+    def not_yet_there(**kwargs):
+        # The racing run looked before the winner committed, then finds it after the clash.
+        lookups.append(kwargs)
+        return None if len(lookups) == 1 else real_lookup(**kwargs)
+
+    monkeypatch.setattr(report_services, "_scheduled_report", not_yet_there)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = generate_commission_report()
+
+    assert len(lookups) == 2
+    assert again["already_generated"] is True
+    assert again["report_id"] == first["report_id"]
+    assert CommissionReport.objects.count() == 1
+    assert EmailMessage.objects.count() == 1
+    assert len(mailoutbox) == 1
+
+
+def test_a_manual_run_after_the_scheduled_one_generates_and_sends_again(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduled = generate_commission_report()
+    with django_capture_on_commit_callbacks(execute=True):
+        manual = run_json()
+        manual_again = run_json()
+
+    reports = {scheduled["report_id"], manual["report_id"], manual_again["report_id"]}
+    assert len(reports) == 3
+    assert manual["already_generated"] is False
+    assert sorted(CommissionReport.objects.values_list("trigger", flat=True)) == [
+        "beat",
+        "manual",
+        "manual",
+    ]
+    assert len(mailoutbox) == 3
+
+
+def test_a_scheduled_dry_run_stores_and_sends_nothing(clock, october, staff, mailoutbox):
+    summary = generate_commission_report(dry_run=True)
+    assert (summary["status"], summary["dry_run"], summary["report_id"]) == ("ok", True, None)
+    assert nothing_written()
+
+
+# The admin --------------------------------------------------------------------------------
+
+
+def test_the_admin_shows_a_stored_report_with_its_lines_read_only(clock, october, admin_client):
+    summary = commission_report_generate(
+        year=2026, month=10, email="chief@example.com", dry_run=False, trigger="beat"
+    )
+    report_url = reverse("admin:reporting_commissionreport_change", args=[summary["report_id"]])
+
+    changelist = admin_client.get(
+        reverse("admin:reporting_commissionreport_changelist"), {"trigger": "beat", "year": 2026}
+    )
+    page = admin_client.get(report_url)
+
+    assert changelist.status_code == 200
+    assert report_url in changelist.content.decode()
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Hery Rakoto" in content and "Voahirana Rabe" in content
+    assert 'name="_save"' not in content
+    assert admin_client.get(reverse("admin:reporting_commissionreport_add")).status_code == 403
+
+
+def test_the_email_log_is_searchable_by_recipient_and_filterable_by_purpose(
+    clock, october, admin_client
+):
+    commission_report_generate(
+        year=2026, month=10, email="chief@example.com", dry_run=False, trigger="manual"
+    )
+    [email] = EmailMessage.objects.all()
+    url = reverse("admin:reporting_emailmessage_changelist")
+
+    found = admin_client.get(url, {"q": "chief@", "purpose": "commission_report"})
+    missed = admin_client.get(url, {"q": "nobody@"})
+    page = admin_client.get(reverse("admin:reporting_emailmessage_change", args=[email.pk]))
+
+    change_url = reverse("admin:reporting_emailmessage_change", args=[email.pk])
+    assert change_url in found.content.decode()
+    assert change_url not in missed.content.decode()
+    assert page.status_code == 200
+    assert SUBJECT in page.content.decode()
+
+
+# Really committed -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_summary_says_sent_once_the_mail_server_accepted_the_report(agents, staff, mailoutbox):
+    takings(agents["A"], local(2026, 10, 5, 10, 0), "10000.00", "5000.00", void=[1], paid=[0])
+
+    with time_machine.travel(NOW, tick=False):
+        out = StringIO()
+        call_command("generate_commission_report", "--json", stdout=out, stderr=StringIO())
+        summary = json.loads(out.getvalue())
+
+    assert summary["emails"] == {"queued": 0, "sent": 1, "failed": 0}
+    assert summary["totals"]["tax_collected"] == "10000.00"
+    assert all(check["ok"] for check in summary["checks"])
+    [message] = mailoutbox
+    assert message.subject == SUBJECT
+    assert EmailMessage.objects.get().status == "sent"
