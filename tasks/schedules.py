@@ -1,0 +1,148 @@
+"""The one registry of the four operations' schedules, and its sync into django-celery-beat.
+
+The database is the single source beat reads (DatabaseScheduler); administrators edit the
+rows in the admin. A sync creates missing rows and otherwise leaves them alone, unless
+asked to reset them to these defaults.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
+
+logger = logging.getLogger(__name__)
+
+HOUR = 60 * 60
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    task: str
+    description: str
+    minute: str
+    hour: str
+    day_of_month: str = "*"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # Shorter than the period: after an outage, stale messages expire instead of piling up.
+    expire_seconds: int = HOUR
+
+
+# The guide's recommended times, read in settings.TIME_ZONE.
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec(
+        name="close_expired_sessions",
+        task="tasks.close_expired_sessions",
+        description="Every hour at minute 0: close sessions left open past the timeout.",
+        minute="0",
+        hour="*",
+        expire_seconds=50 * 60,
+    ),
+    ScheduleSpec(
+        name="verify_audit_trail",
+        task="tasks.verify_audit_trail",
+        description="Daily at 02:00: verify the audit hash chain, alert admins on tampering.",
+        minute="0",
+        hour="2",
+        kwargs={"alert_on_tampering": True},
+        expire_seconds=12 * HOUR,
+    ),
+    ScheduleSpec(
+        name="reconciliation_reminder",
+        task="tasks.reconciliation_reminder",
+        description="Daily at 08:00: remind agents, and summarise for admins, what to reconcile.",
+        minute="0",
+        hour="8",
+        kwargs={"email_admins": True},
+        expire_seconds=12 * HOUR,
+    ),
+    ScheduleSpec(
+        name="generate_commission_report",
+        task="tasks.generate_commission_report",
+        description="At 09:00 on the 1st of each month: last month's commission report.",
+        minute="0",
+        hour="9",
+        day_of_month="1",
+        expire_seconds=7 * 24 * HOUR,
+    ),
+)
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def _crontab_for(spec: ScheduleSpec) -> CrontabSchedule:
+    wanted = {
+        "minute": spec.minute,
+        "hour": spec.hour,
+        "day_of_month": spec.day_of_month,
+        "month_of_year": "*",
+        "day_of_week": "*",
+        "timezone": settings.TIME_ZONE,
+    }
+    # filter().first(): tolerate duplicates an admin made, never add another.
+    return CrontabSchedule.objects.filter(**wanted).order_by("pk").first() or (
+        CrontabSchedule.objects.create(**wanted)
+    )
+
+
+def _defaults_for(spec: ScheduleSpec) -> dict[str, Any]:
+    return {
+        "task": spec.task,
+        "crontab": _crontab_for(spec),
+        "interval": None,
+        "solar": None,
+        "clocked": None,
+        "kwargs": json.dumps(spec.kwargs, sort_keys=True),
+        "args": "[]",
+        "expire_seconds": spec.expire_seconds,
+        # Every other field the admin form edits, so --reset restores it too (and an
+        # absolute ``expires`` cannot clash with expire_seconds on save).
+        "expires": None,
+        "start_time": None,
+        "queue": None,
+        "exchange": None,
+        "routing_key": None,
+        "priority": None,
+        "headers": "{}",
+        "enabled": True,
+        "one_off": False,
+        "description": spec.description,
+    }
+
+
+def schedules_sync(*, reset: bool = False) -> SyncResult:
+    """Upsert the registry's rows by their unique names. Rows not in the registry, and
+    admin edits to ours, are left alone unless ``reset``."""
+    result = SyncResult()
+    with transaction.atomic():
+        for spec in SCHEDULES:
+            existing = PeriodicTask.objects.filter(name=spec.name).first()
+            if existing is None:
+                PeriodicTask.objects.create(name=spec.name, **_defaults_for(spec))
+                result.created.append(spec.name)
+            elif reset:
+                for attribute, value in _defaults_for(spec).items():
+                    setattr(existing, attribute, value)
+                existing.save()
+                result.reset.append(spec.name)
+            else:
+                result.unchanged.append(spec.name)
+        if result.created or result.reset:
+            # Tell a running beat to reload (bulk paths skip the model's own signal).
+            PeriodicTasks.update_changed()
+    logger.info(
+        "Schedules synced: created %s, reset %s, unchanged %s",
+        result.created,
+        result.reset,
+        result.unchanged,
+    )
+    return result

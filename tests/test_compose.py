@@ -1,0 +1,230 @@
+"""The deployment files: docker-compose.yml (parsed, no Docker engine here), .env.example,
+the Procfile and scripts/run_flower.sh."""
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_SERVICES = ["migrate", "web", "worker", "beat", "flower"]
+LONG_RUNNING = ["web", "worker", "beat", "flower"]
+DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# ${VAR}, ${VAR:-default}, ${VAR:?error} and $VAR; "$$" is compose's escaped dollar.
+VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    return VARIABLE.sub(lambda m: env[m.group(1) or m.group(2)], value).replace("$$", "$")
+
+
+def command_words(service: dict) -> list[str]:
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else [str(w) for w in command]
+
+
+def command_text(service: dict) -> str:
+    return " ".join(command_words(service))
+
+
+def test_db_is_postgres_15_on_a_named_volume_with_a_healthcheck(compose, services):
+    db = services["db"]
+    assert db["image"].startswith("postgres:15")
+    data_mounts = [v for v in db["volumes"] if v.split(":")[1] == "/var/lib/postgresql/data"]
+    assert len(data_mounts) == 1
+    volume = data_mounts[0].split(":")[0]
+    assert volume in compose["volumes"]  # named, not a bind mount of a host folder
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+
+
+def test_redis_is_redis_7_with_a_healthcheck(services):
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7")
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_migrate_runs_once_migrating_then_syncing_schedules(services):
+    migrate = services["migrate"]
+    text = command_text(migrate)
+    assert re.search(r"manage\.py migrate\b.*&&.*manage\.py sync_schedules\b", text), text
+    assert migrate["restart"] == "no"  # a string: unquoted, YAML would read a boolean
+    assert migrate["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+
+
+def test_web_serves_the_admin_with_gunicorn(services):
+    assert command_words(services["web"])[0] == "gunicorn"
+    assert "project.wsgi" in command_words(services["web"])
+
+
+def test_workers_can_be_scaled(services):
+    worker = services["worker"]
+    assert "worker" in command_words(worker)
+    assert "container_name" not in worker
+    assert worker.get("deploy", {}).get("replicas", 2) != 1
+
+
+def test_exactly_one_beat_runs_the_database_scheduler_and_cannot_be_scaled(services):
+    running_beat = [
+        name
+        for name, service in services.items()
+        if {"beat", "-B", "--beat"} & set(command_words(service))
+    ]
+    assert running_beat == ["beat"]
+    beat = services["beat"]
+    words = command_words(beat)
+    assert words[words.index("--scheduler") + 1] == DATABASE_SCHEDULER
+    assert "container_name" in beat or beat.get("deploy", {}).get("replicas") == 1
+
+
+def test_flower_listens_on_5555_and_compose_refuses_to_start_without_credentials(services):
+    flower = services["flower"]
+    assert "5555:5555" in flower["ports"]
+    assert re.fullmatch(
+        r"\$\{FLOWER_BASIC_AUTH:\?[^}]+\}", flower["environment"]["FLOWER_BASIC_AUTH"]
+    )
+    assert command_words(flower)[-1] == "scripts/run_flower.sh"
+    assert re.search(r"^COPY scripts\b", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_services_wait_for_migrate_and_healthy_db_and_redis(services, name):
+    depends_on = services[name]["depends_on"]
+    assert depends_on["migrate"] == {"condition": "service_completed_successfully"}
+    assert depends_on["db"] == {"condition": "service_healthy"}
+    assert depends_on["redis"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_run_in_production_against_the_compose_db_and_redis(services, name):
+    environment = services[name]["environment"]
+    assert environment["DJANGO_ENV"] == "production"
+    assert "@db:5432/" in environment["DATABASE_URL"]
+    assert environment["REDIS_URL"].startswith("redis://redis:6379/")
+    assert services[name]["env_file"] == ".env"
+
+
+def test_env_example_defines_every_variable_the_compose_file_uses():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = {m.group(1) or m.group(2) for m in VARIABLE.finditer(text)}
+    example = env_example()
+
+    assert {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"} <= used
+    missing = {name for name in used if not example.get(name)}
+    assert not missing
+
+
+def test_the_app_containers_settings_load_from_env_example_alone(services):
+    """What a web container gets: .env (here .env.example) plus the compose environment."""
+    example = env_example()
+    container_env = {
+        **example,
+        **{
+            key: interpolate(str(value), example)
+            for key, value in services["web"]["environment"].items()
+        },
+    }
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **container_env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def test_procfile_runs_web_worker_one_beat_and_flower():
+    entries = procfile()
+    assert set(entries) == {"web", "worker", "beat", "flower"}
+    assert "gunicorn" in entries["web"]
+    assert " worker " in entries["worker"]
+    runs_beat = [
+        name for name, command in entries.items() if re.search(r" (beat|-B|--beat)\b", command)
+    ]
+    assert runs_beat == ["beat"]
+    assert f"--scheduler {DATABASE_SCHEDULER}" in entries["beat"]
+    assert "scripts/run_flower.sh" in entries["flower"]
+
+
+def run_flower(tmp_path: Path, auth: str | None) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the script with a stand-in ``celery`` first on PATH that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ran = tmp_path / "celery-arguments"
+    celery = bin_dir / "celery"
+    celery.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{ran}"\n')
+    celery.chmod(celery.stat().st_mode | stat.S_IXUSR)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    if auth is not None:
+        env["FLOWER_BASIC_AUTH"] = auth
+    result = subprocess.run(  # noqa: S603
+        ["/bin/sh", "scripts/run_flower.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return result, ran
+
+
+@pytest.mark.parametrize("auth", [None, "", "nocolon", ":password", "user:"])
+def test_flower_refuses_to_start_without_user_and_password(tmp_path, auth):
+    result, ran = run_flower(tmp_path, auth)
+
+    assert result.returncode == 2
+    # One line that says what to set, not a shell error.
+    assert "FLOWER_BASIC_AUTH=user:password" in result.stderr
+    assert not ran.exists()
+
+
+def test_flower_starts_with_basic_auth_when_given_user_and_password(tmp_path):
+    result, ran = run_flower(tmp_path, "ops:s3cret")
+
+    assert result.returncode == 0, result.stderr
+    arguments = ran.read_text().splitlines()
+    assert arguments[:3] == ["-A", "project", "flower"]
+    assert "--basic-auth=ops:s3cret" in arguments
+    assert "--port=5555" in arguments
