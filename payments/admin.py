@@ -9,6 +9,7 @@ from payments.models import (
     CashSession,
     CashTransaction,
     Commission,
+    DailyCounter,
     Notification,
     ReconciliationReminder,
     SystemConfiguration,
@@ -211,3 +212,12 @@ class ReconciliationReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="sessions")
     def session_count(self, reminder: ReconciliationReminder) -> int:
         return len(reminder.session_numbers)
+
+
+@admin.register(DailyCounter)
+class DailyCounterAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The counters behind session numbers; shown for support, never edited."""
+
+    list_display = ("scope", "day", "value")
+    list_filter = ("scope",)
+    date_hierarchy = "day"
