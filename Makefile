@@ -14,7 +14,12 @@ STACK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_stack
 STACK_REDIS_URL ?= redis://127.0.0.1:6379/1
 export FLOWER_BASIC_AUTH
 
-.PHONY: install demo test lint format services stack clean
+# `make bench` times the operations on a generated data set in its own database.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench
+BENCH_SCALE ?= 100000
+export BENCH_SCALE
+
+.PHONY: install demo test bench lint format services stack clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +49,13 @@ test: $(STAMP) services
 	DJANGO_ENV=test DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) services
+	psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'cash_office_bench'" \
+		| grep -q 1 || createdb -h 127.0.0.1 -U postgres cash_office_bench
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
+		$(BIN)/python scripts/bench.py
 
 stack: $(STAMP) services
 	@test -n "$$FLOWER_BASIC_AUTH" || { \
