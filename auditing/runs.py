@@ -14,11 +14,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.functional import lazy
+from django.utils.translation import gettext, ngettext
 
 from auditing.models import AuditEntry, VerificationRun
 from auditing.verification import (
     VerificationResult,
     Violation,
+    ViolationKind,
     chain_verify,
     chain_verify_period,
 )
@@ -37,6 +40,8 @@ TRUNCATED = "truncated"
 ALERT_TEMPLATE = "auditing/email/tampering_alert"
 
 _DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The earlier run a truncation detail names: "run #12 on 2026-05-19 10:00".
+_SEEN_ON = re.compile(r"run #(?P<run>\d+) on (?P<when>\d{4}-\d{2}-\d{2} \d{2}:\d{2})")
 
 
 class InvalidVerificationRange(ValueError):
@@ -299,6 +304,7 @@ def _alert_send(
         {
             **row,
             "timestamp": dt.datetime.fromisoformat(row["timestamp"]) if row["timestamp"] else None,
+            "detail": _violation_text_lazy(row),
         }
         for row in run.violations
     ]
@@ -306,11 +312,13 @@ def _alert_send(
         message = email_queue(
             purpose="tampering_alert",
             recipients=addresses,
-            subject=f"[ALERT] Audit trail tampering detected — {_issues(len(violations))}",
+            subject=_alert_subject_lazy(
+                day=timezone.localdate(run.started_at), count=len(violations)
+            ),
             template=ALERT_TEMPLATE,
             context={
                 "run": run,
-                "range": period.describe(),
+                "range": _range_text_lazy(period),
                 "issue_count": len(violations),
                 "violations": violations,
                 "time_zone": settings.TIME_ZONE,
@@ -327,3 +335,60 @@ def _alert_send(
 
 def _issues(count: int) -> str:
     return f"{count} issue" if count == 1 else f"{count} issues"
+
+
+# The alert's texts, translated when email_queue renders it (in the email language).
+def _alert_subject(*, day: dt.date, count: int) -> str:
+    return ngettext(
+        "[ALERT] Audit trail tampering detected on %(day)s — %(count)s issue",
+        "[ALERT] Audit trail tampering detected on %(day)s — %(count)s issues",
+        count,
+    ) % {"day": day.isoformat(), "count": count}
+
+
+def _range_text(period: VerificationRange) -> str:
+    if period.full:
+        return gettext("the entire chain")
+    return gettext("%(start)s to %(end)s, end date included") % {
+        "start": period.start_date,
+        "end": period.end_date,
+    }
+
+
+def _violation_text(row: dict[str, Any]) -> str:
+    """What the stored detail says, in the email language, from the row's own fields."""
+    kind, expected, stored = row["kind"], row["expected"], row["stored"]
+    if kind == ViolationKind.CONTENT_MISMATCH:
+        return gettext("the entry's content does not match its stored hash")
+    if kind == ViolationKind.BROKEN_LINK:
+        return gettext("previous_hash does not match the preceding entry's hash")
+    if kind == ViolationKind.GAP:
+        expected_number, found = int(expected), int(stored)
+        if found < expected_number:
+            return gettext("sequence %(found)s appears after %(previous)s") % {
+                "found": found,
+                "previous": expected_number - 1,
+            }
+        if found == expected_number + 1:
+            return gettext("entry %(number)s is missing") % {"number": expected_number}
+        return gettext("entries %(first)s to %(last)s are missing") % {
+            "first": expected_number,
+            "last": found - 1,
+        }
+    seen = _SEEN_ON.search(row["detail"]) if kind == TRUNCATED else None
+    if seen and expected.isdigit():
+        return gettext(
+            "the chain ends at entry %(stored)s but run #%(run)s on %(when)s saw it end at "
+            "%(expected)s: the newest entries were removed"
+        ) % {"stored": stored, "run": seen["run"], "when": seen["when"], "expected": expected}
+    if seen:
+        return gettext(
+            "run #%(run)s on %(when)s recorded another hash for this entry: the chain was "
+            "cut back and appended again"
+        ) % {"run": seen["run"], "when": seen["when"]}
+    return row["detail"]
+
+
+_alert_subject_lazy = lazy(_alert_subject, str)
+_violation_text_lazy = lazy(_violation_text, str)
+_range_text_lazy = lazy(_range_text, str)

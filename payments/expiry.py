@@ -5,9 +5,14 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from auditing.services import audit_entry_append
 from payments.models import (
@@ -17,7 +22,7 @@ from payments.models import (
     SystemConfiguration,
     TransactionStatus,
 )
-from payments.money import format_money
+from payments.money import format_money_lazy
 from payments.notifications import agent_notify
 from payments.services import session_close_automatically
 from reporting.emails import email_outcomes
@@ -175,15 +180,26 @@ def _close_one(
             agent=closed.agent,
             kind=NotificationKind.SESSION_AUTO_CLOSED,
             session=closed,
-            title=f"Session {closed.number} closed automatically",
-            message=notes,
+            title=format_lazy(
+                gettext_lazy("Session {number} closed automatically on {day}"),
+                number=closed.number,
+                day=timezone.localdate(closed.closed_at).isoformat(),
+            ),
+            message=_auto_closed_message_lazy(
+                closed_at=closed.closed_at,
+                hours_open=hours_open,
+                timeout_hours=config.session_timeout_hours,
+                forced=force and bool(session.transaction_count),
+            ),
             template="payments/email/session_auto_closed",
             context={
                 "opened_at": closed.opened_at,
                 "closed_at": closed.closed_at,
                 "timeout_hours": config.session_timeout_hours,
                 "transaction_count": session.transaction_count,
-                "expected": format_money(closed.expected_balance, currency=config.currency_code),
+                "expected": format_money_lazy(
+                    closed.expected_balance, currency=config.currency_code
+                ),
             },
         )
     if email_id:
@@ -212,10 +228,6 @@ def _notify_expired_once(
             return False
         locked.expiry_notified_at = timezone.now()
         locked.save(update_fields=["expiry_notified_at"])
-        message = (
-            f"Session {locked.number} passed the {config.session_timeout_hours} h limit with "
-            f"{session.transaction_count} payment(s) recorded. Count the cash and close it."
-        )
         audit_entry_append(
             action="session.expiry_notified",
             actor=None,
@@ -230,16 +242,59 @@ def _notify_expired_once(
             agent=locked.agent,
             kind=NotificationKind.SESSION_EXPIRED,
             session=locked,
-            title=f"Session {locked.number} has expired: count and close it",
-            message=message,
+            title=format_lazy(
+                gettext_lazy("Session {number} expired on {day}: count and close it"),
+                number=locked.number,
+                day=timezone.localdate(
+                    locked.opened_at + dt.timedelta(hours=config.session_timeout_hours)
+                ).isoformat(),
+            ),
+            message=_expired_message_lazy(
+                number=locked.number,
+                timeout_hours=config.session_timeout_hours,
+                transaction_count=session.transaction_count,
+            ),
             template="payments/email/session_expired",
             context={
                 "opened_at": locked.opened_at,
                 "timeout_hours": config.session_timeout_hours,
                 "transaction_count": session.transaction_count,
-                "expected": format_money(expected, currency=config.currency_code),
+                "expected": format_money_lazy(expected, currency=config.currency_code),
             },
         )
     if email_id:
         email_ids.append(email_id)
     return True
+
+
+# The in-app texts, translated when agent_notify stores them (in the email language); the
+# session's closing notes stay in English, like the rest of the stored record.
+def _auto_closed_message(
+    *, closed_at: dt.datetime, hours_open: float, timeout_hours: int, forced: bool
+) -> str:
+    text = gettext(
+        "Closed automatically on %(closed_at)s (%(time_zone)s): open %(hours_open)s h, "
+        "past the %(timeout_hours)s h limit."
+    ) % {
+        "closed_at": f"{timezone.localtime(closed_at):%Y-%m-%d %H:%M}",
+        "time_zone": settings.TIME_ZONE,
+        "hours_open": number_format(hours_open, 1),
+        "timeout_hours": timeout_hours,
+    }
+    if forced:
+        text += " " + gettext("Forced although payments were recorded.")
+    return text + " " + gettext("Cash not counted: bring it to your administrator.")
+
+
+def _expired_message(*, number: str, timeout_hours: int, transaction_count: int) -> str:
+    return ngettext(
+        "Session %(number)s passed the %(timeout_hours)s h limit with %(count)s payment "
+        "recorded. Count the cash and close it.",
+        "Session %(number)s passed the %(timeout_hours)s h limit with %(count)s payments "
+        "recorded. Count the cash and close it.",
+        transaction_count,
+    ) % {"number": number, "timeout_hours": timeout_hours, "count": transaction_count}
+
+
+_auto_closed_message_lazy = lazy(_auto_closed_message, str)
+_expired_message_lazy = lazy(_expired_message, str)

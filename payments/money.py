@@ -2,6 +2,9 @@
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.utils.formats import number_format
+from django.utils.functional import lazy
+
 # ISO 4217 minor units of the currencies the network may use.
 MINOR_UNITS = {"MGA": 2, "EUR": 2, "USD": 2, "MUR": 2, "XOF": 0, "XAF": 0, "KMF": 0}
 PERCENT = Decimal(100)
@@ -21,10 +24,17 @@ def commission_for(*, base_amount: Decimal, rate_percent: Decimal, currency: str
 
 
 def format_money(amount: Decimal | None, *, currency: str) -> str:
-    """``1234567.5`` -> ``1,234,567.50 MGA``; ``None`` stays visible as ``-``."""
+    """``1234567.5`` -> ``1,234,567.50 MGA`` in English, ``1 234 567,50 MGA`` in French
+    (the active language's separators); ``None`` stays visible as ``-``."""
     if amount is None:
         return "-"
     places = MINOR_UNITS.get(currency, 2)
-    # Format's own rounding is half-even: round half-up first, like every other amount.
+    # Round half-up first, like every stored amount; formatting alone would round half-even.
     rounded = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"{rounded:,.{places}f} {currency}"
+    formatted = number_format(rounded, decimal_pos=places, use_l10n=True, force_grouping=True)
+    return f"{formatted} {currency}"
+
+
+# For email contexts: formats when the template renders, in the email's language, not
+# in whatever language was active where the context was built.
+format_money_lazy = lazy(format_money, str)

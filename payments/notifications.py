@@ -3,9 +3,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.utils import translation
+from django.utils.functional import Promise
 
 from payments.models import Agent, CashSession, Notification, NotificationKind
-from reporting.emails import InvalidEmailAddress, email_address_validate, email_queue
+from reporting.emails import (
+    InvalidEmailAddress,
+    email_address_validate,
+    email_language,
+    email_queue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -14,8 +21,8 @@ def agent_notify(
     *,
     agent: Agent,
     kind: NotificationKind,
-    title: str,
-    message: str,
+    title: str | Promise,
+    message: str | Promise,
     template: str,
     context: Mapping[str, Any],
     session: CashSession | None = None,
@@ -24,7 +31,10 @@ def agent_notify(
 
     Call inside the transaction of the change it reports: both commit with it, and the
     email goes out only after the commit. Returns the notification and the email's id.
+    ``title`` and ``message`` may be lazy: they are stored in the email language.
     """
+    with translation.override(email_language()):
+        title, message = str(title), str(message)
     notification = Notification.objects.create(
         agent=agent, kind=kind, session=session, title=title, message=message
     )

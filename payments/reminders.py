@@ -13,6 +13,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from auditing.services import audit_entry_append
 from payments.models import (
@@ -24,7 +26,7 @@ from payments.models import (
     SessionStatus,
     SystemConfiguration,
 )
-from payments.money import format_money
+from payments.money import format_money_lazy
 from payments.notifications import agent_notify
 from reporting.emails import email_outcomes, email_queue, staff_email_addresses
 from reporting.models import EmailMessage
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 MAX_DAYS = 366
 ZERO = Decimal("0.00")
-ACTION_REQUIRED = "Action required: reconcile these sessions in the admin."
+ACTION_REQUIRED = gettext_lazy("Action required: reconcile these sessions in the admin.")
 
 
 class InvalidDays(ValueError):
@@ -275,15 +277,11 @@ def _remind_agent(
             },
         )
         display = _display_group(group, currency=currency)
-        title = (
-            f"{len(numbers)} cash session{'s' if len(numbers) != 1 else ''} "
-            "waiting for reconciliation"
-        )
         _, email_id = agent_notify(
             agent=agent,
             kind=NotificationKind.RECONCILIATION_REMINDER,
-            title=title,
-            message=_agent_message(display),
+            title=_agent_title_lazy(day=day, count=len(numbers)),
+            message=_agent_message_lazy(display),
             template="payments/email/reconciliation_reminder",
             context={"group": display, "days": days},
         )
@@ -335,10 +333,7 @@ def _admin_summary(
             email = email_queue(
                 purpose="reconciliation_summary",
                 recipients=recipients,
-                subject=(
-                    f"Reconciliation summary {day:%Y-%m-%d}: {data['sessions']} unreconciled "
-                    f"session{'s' if data['sessions'] != 1 else ''}"
-                ),
+                subject=_summary_subject_lazy(day=day, count=data["sessions"]),
                 template="reporting/email/reconciliation_summary",
                 context={
                     "day": day,
@@ -377,24 +372,34 @@ def _display_totals(
     not_counted: int,
     currency: str,
 ) -> dict[str, Any]:
-    """Formatted totals for people: an uncounted session is "not counted", never a zero."""
+    """Formatted totals for people. A discrepancy of None reads "not counted", never a zero:
+    the templates and the in-app message say it in the email language."""
     return {
         "session_count": session_count,
         "total_expected": _money(total_expected, currency=currency),
-        "total_discrepancy": (
-            "not counted"
-            if total_discrepancy is None
-            else format_money(Decimal(total_discrepancy), currency=currency)
-        ),
+        "total_discrepancy": _discrepancy(total_discrepancy, currency=currency),
         "not_counted": not_counted,
-        "not_counted_note": not_counted_note(not_counted),
+        "not_counted_note": _not_counted_note_lazy(not_counted),
     }
 
 
 def not_counted_note(count: int) -> str:
+    """The command's English note; emails and notifications use the translated one."""
     if not count:
         return ""
     return f"({count} session{'s' if count != 1 else ''} not counted)"
+
+
+def _not_counted_note(count: int) -> str:
+    if not count:
+        return ""
+    return ngettext(
+        "(%(count)s session not counted)", "(%(count)s sessions not counted)", count
+    ) % {"count": count}
+
+
+def _discrepancy(amount: str | None, *, currency: str) -> str | None:
+    return None if amount is None else format_money_lazy(Decimal(amount), currency=currency)
 
 
 def _display_group(group: dict[str, Any], *, currency: str) -> dict[str, Any]:
@@ -414,11 +419,7 @@ def _display_group(group: dict[str, Any], *, currency: str) -> dict[str, Any]:
                 "closed_at": dt.datetime.fromisoformat(row["closed_at"]),
                 "auto_closed": row["auto_closed"],
                 "expected": _money(row["expected_balance"], currency=currency),
-                "discrepancy": (
-                    "not counted"
-                    if row["discrepancy"] is None
-                    else format_money(Decimal(row["discrepancy"]), currency=currency)
-                ),
+                "discrepancy": _discrepancy(row["discrepancy"], currency=currency),
             }
             for row in group["sessions"]
         ],
@@ -426,19 +427,61 @@ def _display_group(group: dict[str, Any], *, currency: str) -> dict[str, Any]:
 
 
 def _money(amount: str | None, *, currency: str) -> str:
-    return format_money(None if amount is None else Decimal(amount), currency=currency)
+    return format_money_lazy(None if amount is None else Decimal(amount), currency=currency)
+
+
+# Texts built in Python, evaluated lazily: agent_notify and email_queue turn them into
+# strings in the email language.
+def _agent_title(*, day: dt.date, count: int) -> str:
+    return ngettext(
+        "Reconciliation reminder %(day)s: %(count)s cash session waiting",
+        "Reconciliation reminder %(day)s: %(count)s cash sessions waiting",
+        count,
+    ) % {"day": day.isoformat(), "count": count}
+
+
+def _summary_subject(*, day: dt.date, count: int) -> str:
+    return ngettext(
+        "Reconciliation summary %(day)s: %(count)s unreconciled session",
+        "Reconciliation summary %(day)s: %(count)s unreconciled sessions",
+        count,
+    ) % {"day": day.isoformat(), "count": count}
 
 
 def _agent_message(display: dict[str, Any]) -> str:
-    lines = ["These closed sessions are waiting for reconciliation:"]
+    def discrepancy(amount: str | None) -> str:
+        return gettext("not counted") if amount is None else amount
+
+    lines = [gettext("These closed sessions are waiting for reconciliation:")]
     lines += [
-        f"- {row['number']}, closed {timezone.localtime(row['closed_at']):%Y-%m-%d %H:%M}: "
-        f"expected {row['expected']}, discrepancy {row['discrepancy']}"
+        gettext(
+            "- %(number)s, closed %(closed_at)s: expected %(expected)s, discrepancy %(discrepancy)s"
+        )
+        % {
+            "number": row["number"],
+            "closed_at": f"{timezone.localtime(row['closed_at']):%Y-%m-%d %H:%M}",
+            "expected": row["expected"],
+            "discrepancy": discrepancy(row["discrepancy"]),
+        }
         for row in display["sessions"]
     ]
-    lines.append(f"Total expected balance: {display['total_expected']}")
     lines.append(
-        f"Total discrepancy: {display['total_discrepancy']} {display['not_counted_note']}".rstrip()
+        gettext("Total expected balance: %(amount)s") % {"amount": display["total_expected"]}
     )
-    lines.append("Bring the cash to your administrator so these sessions can be reconciled.")
+    lines.append(
+        (
+            gettext("Total discrepancy: %(amount)s")
+            % {"amount": discrepancy(display["total_discrepancy"])}
+            + f" {display['not_counted_note']}"
+        ).rstrip()
+    )
+    lines.append(
+        gettext("Bring the cash to your administrator so these sessions can be reconciled.")
+    )
     return "\n".join(lines)
+
+
+_agent_title_lazy = lazy(_agent_title, str)
+_summary_subject_lazy = lazy(_summary_subject, str)
+_agent_message_lazy = lazy(_agent_message, str)
+_not_counted_note_lazy = lazy(_not_counted_note, str)

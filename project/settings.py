@@ -32,6 +32,9 @@ else:
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind an HTTPS proxy in production; a plain-HTTP stack must opt out explicitly.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=IS_PRODUCTION)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -94,7 +97,11 @@ AUTH_PASSWORD_VALIDATORS = [
 if DJANGO_ENV == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
+# Emails and notifications are written in LANGUAGE_CODE (French by default); a language
+# without translations falls back to English. The suite asserts the English source
+# strings, so a LANGUAGE_CODE=fr copied into .env must not reach it.
+LANGUAGE_CODE = "en" if DJANGO_ENV == "test" else env.str("LANGUAGE_CODE", default="fr")
+LANGUAGES = [("fr", "Français"), ("en", "English")]
 TIME_ZONE = env.str("TIME_ZONE", default="Indian/Antananarivo")
 USE_I18N = True
 USE_TZ = True

@@ -113,6 +113,20 @@ class SmtpConfigurationForm(forms.ModelForm):
             return ""
         return self.cleaned_data["password"] or self.instance.password
 
+    def clean_port(self) -> int:
+        port = self.cleaned_data["port"]
+        if not 1 <= port <= 65535:
+            # The socket layer would wrap a larger number round to another port.
+            raise forms.ValidationError("A port is a number from 1 to 65535.")
+        return port
+
+    def clean_timeout(self) -> int:
+        timeout = self.cleaned_data["timeout"]
+        if timeout < 1:
+            # smtplib refuses 0 with a ValueError that no delivery attempt records.
+            raise forms.ValidationError("The timeout must be at least 1 second.")
+        return timeout
+
     def clean_from_email(self) -> str:
         value = self.cleaned_data["from_email"].strip()
         if value:

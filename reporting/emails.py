@@ -6,6 +6,7 @@ import smtplib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -13,7 +14,10 @@ from django.core.validators import validate_email
 from django.db import models, transaction
 from django.db.models import Count
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from reporting.models import EmailAttempt, EmailMessage, EmailStatus
 
@@ -51,11 +55,34 @@ def staff_email_addresses() -> list[str]:
     return list(addresses)
 
 
+def email_language() -> str:
+    """The language of every email and notification: settings.LANGUAGE_CODE when it is one
+    of LANGUAGES, else English, the source language, so that a text never mixes two
+    languages (Django's own catalogue would translate only the month names)."""
+    try:
+        return translation.get_supported_language_variant(settings.LANGUAGE_CODE)
+    except LookupError:
+        return "en"
+
+
+def email_render(
+    *, subject: str | Promise, template: str, context: Mapping[str, Any]
+) -> tuple[str, str, str]:
+    """Subject, text and HTML bodies in the email language, whatever language the caller
+    has active (an admin request may run in the browser's language)."""
+    with translation.override(email_language()):
+        return (
+            str(subject),
+            render_to_string(f"{template}.txt", context),
+            render_to_string(f"{template}.html", context),
+        )
+
+
 def email_queue(
     *,
     purpose: str,
     recipients: Sequence[str],
-    subject: str,
+    subject: str | Promise,
     template: str,
     context: Mapping[str, Any],
     about: str = "",
@@ -65,7 +92,11 @@ def email_queue(
     """Log a message and deliver it once the surrounding transaction commits.
 
     ``template`` names ``<template>.txt`` and ``<template>.html`` under templates/.
+    ``subject`` may be lazy: it is translated with the bodies, in the email language.
     """
+    subject, body_text, body_html = email_render(
+        subject=subject, template=template, context=context
+    )
     if any(char in subject for char in "\r\n"):
         raise ValueError("an email subject cannot contain a line break")
     addresses = [email_address_validate(address) for address in recipients]
@@ -78,8 +109,8 @@ def email_queue(
         subject_id=str(subject_object.pk) if subject_object is not None else "",
         recipients=addresses,
         subject=subject,
-        body_text=render_to_string(f"{template}.txt", context),
-        body_html=render_to_string(f"{template}.html", context),
+        body_text=body_text,
+        body_html=body_html,
         attachments=[dict(attachment) for attachment in attachments],
     )
     # robust: a delivery fault must never surface as a failure of the committed work.
@@ -109,7 +140,9 @@ def email_send(*, email_id: int) -> bool:
         now = timezone.now()
         try:
             message.send()
-        except (smtplib.SMTPException, OSError) as error:
+        # ValueError: a bad stored setting (timeout 0) or a header Django refuses; recorded
+        # like any failure rather than leaving the message queued forever.
+        except (smtplib.SMTPException, OSError, ValueError) as error:
             email.status = EmailStatus.FAILED
             email.last_error = f"{type(error).__name__}: {error}"
             logger.warning("Email %s (%s) failed: %s", email.pk, email.purpose, email.last_error)
@@ -161,14 +194,22 @@ def smtp_test_send(*, recipient: str, requested_by: str) -> EmailMessage:
     Returns the logged message: its status and last_error say how the server answered.
     """
     address = email_address_validate(recipient)
-    context = {"requested_by": requested_by, "sent_at": timezone.now()}
+    sent_at = timezone.now()
+    subject, body_text, body_html = email_render(
+        subject=format_lazy(
+            gettext_lazy("Cash office: test email — {when}"),
+            when=f"{timezone.localtime(sent_at):%Y-%m-%d %H:%M}",
+        ),
+        template="reporting/email/smtp_test",
+        context={"requested_by": requested_by, "sent_at": sent_at, "time_zone": settings.TIME_ZONE},
+    )
     email = EmailMessage.objects.create(
         purpose="smtp_test",
         about=f"requested by {requested_by}",
         recipients=[address],
-        subject="Cash office: test email",
-        body_text=render_to_string("reporting/email/smtp_test.txt", context),
-        body_html=render_to_string("reporting/email/smtp_test.html", context),
+        subject=subject,
+        body_text=body_text,
+        body_html=body_html,
     )
     email_send(email_id=email.pk)
     email.refresh_from_db()

@@ -20,6 +20,7 @@ from payments.models import (
 )
 
 ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
 COMPLETED = Q(status=TransactionStatus.COMPLETED)
 VOIDED = Q(status=TransactionStatus.VOIDED)
 # "Total commissions" means earned: cancelled ones get their own line, never a share of it.
@@ -71,7 +72,7 @@ def commission_totals_select(*, start: dt.datetime, end: dt.datetime) -> dict[st
             cancelled_amount=_money("amount", CANCELLED),
         )
     )
-    return totals
+    return _with_cents(totals)
 
 
 def commission_agent_rows_select(*, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
@@ -109,14 +110,25 @@ def commission_agent_rows_select(*, start: dt.datetime, end: dt.datetime) -> lis
         .values("pk", "code", "full_name")
     )
     return [
-        {
-            "agent_id": agent["pk"],
-            "agent_code": agent["code"],
-            "agent_name": agent["full_name"],
-            **AGENT_TRANSACTION_FIGURES,
-            **payments.get(agent["pk"], {}),
-            **AGENT_COMMISSION_FIGURES,
-            **commissions.get(agent["pk"], {}),
-        }
+        _with_cents(
+            {
+                "agent_id": agent["pk"],
+                "agent_code": agent["code"],
+                "agent_name": agent["full_name"],
+                **AGENT_TRANSACTION_FIGURES,
+                **payments.get(agent["pk"], {}),
+                **AGENT_COMMISSION_FIGURES,
+                **commissions.get(agent["pk"], {}),
+            }
+        )
         for agent in agents
     ]
+
+
+def _with_cents(figures: dict[str, Any]) -> dict[str, Any]:
+    """Give every amount the columns' two decimals: SQLite's SUM drops trailing zeros
+    (162.5), and a report or CSV should read 162.50 whatever the database."""
+    return {
+        name: value.quantize(CENT) if isinstance(value, Decimal) else value
+        for name, value in figures.items()
+    }

@@ -13,9 +13,12 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.functional import lazy
+from django.utils.translation import gettext, pgettext_lazy
 
 from payments.models import SystemConfiguration
-from payments.money import format_money
+from payments.money import format_money_lazy
 from reporting.emails import (
     email_address_validate,
     email_outcomes,
@@ -40,6 +43,11 @@ EMAIL_TEMPLATE = "reporting/email/commission_report"
 SCHEDULED = "beat"
 
 STATUSES = ("pending", "paid", "cancelled")
+STATUS_LABELS = {
+    "pending": pgettext_lazy("commission status", "Pending"),
+    "paid": pgettext_lazy("commission status", "Paid"),
+    "cancelled": pgettext_lazy("commission status", "Cancelled"),
+}
 TOTAL_FIELDS = (
     "transactions",
     "voided_transactions",
@@ -318,7 +326,7 @@ def _report_store(
         email = email_queue(
             purpose=EMAIL_PURPOSE,
             recipients=recipients,
-            subject=f"Commission report \N{EM DASH} {summary['period_label']}",
+            subject=_subject_lazy(first_day=dt.date(year, month, 1)),
             template=EMAIL_TEMPLATE,
             context=_email_context(report=report, summary=summary),
             about=summary["period"],
@@ -338,13 +346,12 @@ def _email_context(*, report: CommissionReport, summary: Mapping[str, Any]) -> d
     currency = report.currency
 
     def money(amount: str) -> str:
-        return format_money(Decimal(amount), currency=currency)
+        return format_money_lazy(Decimal(amount), currency=currency)
 
     start, end = period_bounds(year=report.year, month=report.month)
     totals = summary["totals"]
     return {
         "report": report,
-        "period_label": summary["period_label"],
         "first_day": start.date(),
         "last_day": (end - dt.timedelta(days=1)).date(),
         "generated_at": report.generated_at,
@@ -356,7 +363,7 @@ def _email_context(*, report: CommissionReport, summary: Mapping[str, Any]) -> d
         "commissions_total": money(totals["commissions_total"]),
         "by_status": [
             {
-                "label": status.capitalize(),
+                "label": STATUS_LABELS[status],
                 "count": figures["count"],
                 "amount": money(figures["amount"]),
             }
@@ -372,6 +379,14 @@ def _email_context(*, report: CommissionReport, summary: Mapping[str, Any]) -> d
             for row in summary["agents"]
         ],
     }
+
+
+def _subject(*, first_day: dt.date) -> str:
+    # The month's name in the email language: "Rapport des commissions — octobre 2026".
+    return gettext("Commission report — %(month)s") % {"month": date_format(first_day, "F Y")}
+
+
+_subject_lazy = lazy(_subject, str)
 
 
 def _csv_cell(text: str) -> str:

@@ -12,6 +12,7 @@ from django.core.management.base import (
     CommandParser,
     DjangoHelpFormatter,
 )
+from django.utils import translation
 
 from tasks.summaries import STATUS_EXIT_CODES
 
@@ -92,7 +93,9 @@ class OperationCommand(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(summary, indent=2, sort_keys=True))
         else:
-            self.render(summary)
+            # The output's words are English; its numbers follow them, not LANGUAGE_CODE.
+            with translation.override("en"):
+                self.render(summary)
         exit_code = STATUS_EXIT_CODES[summary["status"]]
         if exit_code:
             raise CommandError(summary.get("message", summary["status"]), returncode=exit_code)

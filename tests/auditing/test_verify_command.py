@@ -463,7 +463,7 @@ def test_alert_on_tampering_emails_every_admin_with_the_details(
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
     assert sorted(mail.to) == admins
-    assert mail.subject == "[ALERT] Audit trail tampering detected — 1 issue"
+    assert mail.subject == "[ALERT] Audit trail tampering detected on 2026-05-20 — 1 issue"
     html = mail.alternatives[0][0]
     for body in (mail.body, html):
         assert "1 issue" in body
@@ -490,7 +490,7 @@ def test_alert_lists_every_issue(admins, mailoutbox, django_capture_on_commit_ca
     run_capturing_mail(django_capture_on_commit_callbacks, "--alert-on-tampering")
 
     mail = mailoutbox[0]
-    assert mail.subject == "[ALERT] Audit trail tampering detected — 3 issues"
+    assert mail.subject == "[ALERT] Audit trail tampering detected on 2026-05-20 — 3 issues"
     for text in ("#2", "#6", "content_mismatch", "gap", "broken_link", "2026-05-06 12:00:00"):
         assert text in mail.body
 

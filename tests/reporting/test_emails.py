@@ -306,3 +306,22 @@ def test_a_concurrent_delivery_finds_the_message_sent_and_sends_nothing(session,
 
     assert mailoutbox == []
     assert EmailAttempt.objects.count() == 0
+
+
+def test_a_bad_stored_setting_is_recorded_as_a_failed_attempt_not_left_queued(
+    session, monkeypatch, retries
+):
+    # smtplib raises ValueError for a zero timeout saved outside the admin's form.
+    def refuse(backend, messages):
+        raise ValueError("Non-blocking socket (timeout=0) is not supported")
+
+    monkeypatch.setattr(EmailBackend, "send_messages", refuse)
+    email = queue(session)
+
+    assert email_send(email_id=email.pk) is False
+
+    email.refresh_from_db()
+    assert email.status == EmailStatus.FAILED
+    assert email.attempts == 1
+    assert "timeout=0" in email.last_error
+    assert EmailAttempt.objects.filter(email=email, succeeded=False).count() == 1

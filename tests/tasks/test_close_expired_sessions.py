@@ -174,7 +174,7 @@ def test_a_session_with_payments_is_skipped_and_its_agent_notified_once_across_r
     assert list(AuditEntry.objects.values_list("action", flat=True)) == ["session.expiry_notified"]
     [mail] = mailoutbox
     assert mail.to == [session.agent.email]
-    assert mail.subject == f"Session {session.number} has expired: count and close it"
+    assert mail.subject == f"Session {session.number} expired on 2026-03-10: count and close it"
     assert "count your cash and close the session" in mail.body
 
 
@@ -337,13 +337,13 @@ def test_an_agent_with_an_address_is_emailed_and_one_without_is_notified_in_app_
     for session in (emailed, in_app):
         [notification] = Notification.objects.filter(session=session)
         assert notification.kind == NotificationKind.SESSION_AUTO_CLOSED
-        assert notification.title == f"Session {session.number} closed automatically"
+        assert notification.title == f"Session {session.number} closed automatically on 2026-03-10"
     [email] = EmailMessage.objects.all()
     assert email.recipients == ["rova@agents.example.com"]
     assert email.status == EmailStatus.SENT
     [mail] = mailoutbox
     assert mail.to == ["rova@agents.example.com"]
-    assert mail.subject == f"Session {emailed.number} closed automatically"
+    assert mail.subject == f"Session {emailed.number} closed automatically on 2026-03-10"
     assert "Hello Rova Rakoto" in mail.body
     # Opened 02:00 local (23:00 UTC the day before), closed 15:00 local (12:00 UTC).
     assert "opened on 2026-03-10 02:00" in mail.body

@@ -198,7 +198,7 @@ def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(network, r
 
     assert len(mailoutbox) == 2
     hery_mail = mail_to(mailoutbox, hery.email)
-    assert hery_mail.subject == "2 cash sessions waiting for reconciliation"
+    assert hery_mail.subject == "Reconciliation reminder 2026-11-25: 2 cash sessions waiting"
     assert network["counted_short"].number in hery_mail.body
     assert network["uncounted"].number in hery_mail.body
     assert network["counted_exact"].number not in hery_mail.body
@@ -494,7 +494,7 @@ def test_an_agent_without_email_gets_the_in_app_notification_only(network, run, 
 
     tiana = network["tiana"]
     (notification,) = Notification.objects.filter(agent=tiana)
-    assert notification.title == "1 cash session waiting for reconciliation"
+    assert notification.title == "Reconciliation reminder 2026-11-25: 1 cash session waiting"
     assert network["tiana_uncounted"].number in notification.message
     assert "Total expected balance: 5,000.00 MGA" in notification.message
     assert not EmailMessage.objects.filter(about=tiana.code).exists()
@@ -616,7 +616,7 @@ def test_the_admin_lists_reminders_and_notifications_read_only(network, run, cli
     assert reminders_page.status_code == 200
     assert network["hery"].code in reminders_page.text
     assert notifications_page.status_code == 200
-    assert "waiting for reconciliation" in notifications_page.text
+    assert "Reconciliation reminder 2026-11-25" in notifications_page.text
     assert detail.status_code == 200
     assert 'name="_save"' not in detail.text
     assert client.get("/admin/payments/reconciliationreminder/add/").status_code == 403
