@@ -184,17 +184,27 @@ def verification_run_perform(
     return summary
 
 
+EARLIEST_YEAR = 2000
+
+
 def _date_parse(value: str | None, *, option: str) -> dt.date | None:
-    if not value:
+    if value is None:
         return None
     try:
         if not _DATE_FORMAT.fullmatch(value):
             raise ValueError(value)
-        return dt.date.fromisoformat(value)
+        parsed = dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidVerificationRange(
             f"{option} {value!r} is not a valid date; use YYYY-MM-DD."
         ) from None
+    # Far-off years would overflow the date arithmetic; no audit entry is that old or new.
+    if not EARLIEST_YEAR <= parsed.year <= timezone.localdate().year + 1:
+        raise InvalidVerificationRange(
+            f"{option} {value} is out of range: use a year from {EARLIEST_YEAR} to "
+            f"{timezone.localdate().year + 1}."
+        )
+    return parsed
 
 
 def _local_midnight(day: dt.date) -> dt.datetime:

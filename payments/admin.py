@@ -31,6 +31,13 @@ class ServiceActionsAdminMixin(ReadOnlyAdminMixin):
 
 @admin.register(SystemConfiguration)
 class SystemConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if CashSession.objects.exists():
+            # Amounts are stored without a currency: relabelling them would misstate them.
+            readonly.append("currency_code")
+        return readonly
+
     list_display = (
         "session_timeout_hours",
         "default_commission_rate",
@@ -54,6 +61,9 @@ class SystemConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deactivate instead: a delete would leave no audit entry
+
     list_display = (
         "code",
         "full_name",

@@ -86,6 +86,9 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+if IS_PRODUCTION and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    # The run locks, the audit chain's lock and its append-only triggers need PostgreSQL.
+    raise environ.ImproperlyConfigured("DJANGO_ENV=production needs a PostgreSQL DATABASE_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -124,6 +127,9 @@ if DJANGO_ENV == "test":
 # while it is disabled, mail goes through this fallback.
 if "EMAIL_URL" in env:
     vars().update(env.email_url("EMAIL_URL"))
+elif IS_PRODUCTION:
+    # Never "send" to a file in production: an unconfigured server fails, and is logged.
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = BASE_DIR / "var" / "sent-mail"

@@ -160,6 +160,13 @@ class SmtpConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
     list_display = ("host", "port", "enabled", "updated_at")
     readonly_fields = ("updated_at",)
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.has_change_permission(request, obj):
+            # A view-only page renders fields from the model: never the password.
+            return [name for name in fields if name not in {"password", "clear_password"}]
+        return fields
+
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         changed = {name for name in form.changed_data if name != "clear_password"}

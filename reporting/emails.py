@@ -2,7 +2,6 @@
 is retried on failure. A failed send never undoes the work it reports on."""
 
 import logging
-import smtplib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import Count
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -118,6 +117,20 @@ def email_queue(
     return email
 
 
+def _message_for(email: EmailMessage) -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=email.subject,
+        body=email.body_text,
+        to=email.recipients,
+        connection=get_connection(),
+    )
+    if email.body_html:
+        message.attach_alternative(email.body_html, "text/html")
+    for attachment in email.attachments:
+        message.attach(attachment["filename"], attachment["content"], attachment["mimetype"])
+    return message
+
+
 def email_send(*, email_id: int) -> bool:
     """Try one delivery. True once the mail server has accepted the message.
 
@@ -127,22 +140,12 @@ def email_send(*, email_id: int) -> bool:
         email = EmailMessage.objects.select_for_update().get(pk=email_id)
         if email.status == EmailStatus.SENT:
             return True
-        message = EmailMultiAlternatives(
-            subject=email.subject,
-            body=email.body_text,
-            to=email.recipients,
-            connection=get_connection(),
-        )
-        if email.body_html:
-            message.attach_alternative(email.body_html, "text/html")
-        for attachment in email.attachments:
-            message.attach(attachment["filename"], attachment["content"], attachment["mimetype"])
         now = timezone.now()
         try:
-            message.send()
-        # ValueError: a bad stored setting (timeout 0) or a header Django refuses; recorded
-        # like any failure rather than leaving the message queued forever.
-        except (smtplib.SMTPException, OSError, ValueError) as error:
+            _message_for(email).send()
+        except DatabaseError:
+            raise  # the transaction is broken: nothing can be recorded in it
+        except Exception as error:  # noqa: BLE001 - every delivery fault is recorded, none lost
             email.status = EmailStatus.FAILED
             email.last_error = f"{type(error).__name__}: {error}"
             logger.warning("Email %s (%s) failed: %s", email.pk, email.purpose, email.last_error)

@@ -48,3 +48,25 @@ def test_an_unknown_environment_name_is_refused():
     result = _run({"DJANGO_ENV": "staging"})
     assert result.returncode != 0
     assert "DJANGO_ENV must be dev, test or production" in result.stderr
+
+
+def test_production_refuses_a_database_other_than_postgresql():
+    result = _run(
+        {
+            "DJANGO_ENV": "production",
+            "ALLOWED_HOSTS": "example.com",
+            "SECRET_KEY": "s" * 50,
+            "AUDIT_CHAIN_KEY": "k" * 50,
+            "DATABASE_URL": "sqlite:////tmp/not-for-production.sqlite3",
+        }
+    )
+    assert result.returncode != 0
+    assert "needs a PostgreSQL DATABASE_URL" in result.stderr
+
+
+def test_the_demo_seed_refuses_production(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.IS_PRODUCTION = True
+    with pytest.raises(CommandError, match="refuses DJANGO_ENV=production"):
+        call_command("seed_demo")

@@ -194,6 +194,9 @@ def test_range_starting_mid_chain_raises_no_false_alarm():
         (["--email", "not-an-address", "--alert-on-tampering"], "not a valid email address"),
         (["--email", "a@example.com\nBcc: b@example.com"], "line break"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--end-date", "9999-12-31"], "out of range"),
+        (["--start-date", "0001-01-01"], "out of range"),
+        (["--start-date", ""], "is not a valid date"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2_and_nothing_stored(args, message):

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 import payments.admin
 from auditing.models import AuditEntry
-from payments.models import CommissionStatus, SessionStatus, SystemConfiguration
+from payments.models import Agent, CommissionStatus, SessionStatus, SystemConfiguration
 from payments.services import session_open
 from tests.factories import (
     AgentFactory,
@@ -390,3 +390,21 @@ def test_saving_an_agent_unchanged_writes_no_audit_entry(admin_client):
 
     assert response.status_code == 302
     assert not AuditEntry.objects.exists()
+
+
+def test_an_agent_cannot_be_deleted_only_deactivated(admin_client):
+    agent = AgentFactory()
+
+    delete_page = admin_client.get(reverse("admin:payments_agent_delete", args=[agent.pk]))
+
+    assert delete_page.status_code == 403
+    assert Agent.objects.filter(pk=agent.pk).exists()
+
+
+def test_the_currency_is_frozen_once_a_session_exists(admin_client, config):
+    url = reverse("admin:payments_systemconfiguration_change", args=[config.pk])
+    assert 'name="currency_code"' in admin_client.get(url).content.decode()
+
+    session_open(agent=AgentFactory(), opening_balance=Decimal("0.00"), actor=None)
+
+    assert 'name="currency_code"' not in admin_client.get(url).content.decode()

@@ -325,3 +325,16 @@ def test_a_bad_stored_setting_is_recorded_as_a_failed_attempt_not_left_queued(
     assert email.attempts == 1
     assert "timeout=0" in email.last_error
     assert EmailAttempt.objects.filter(email=email, succeeded=False).count() == 1
+
+
+def test_a_misconfigured_backend_is_recorded_as_a_failed_attempt(session, settings, retries):
+    # Any delivery fault, not only SMTP ones, must land in the log instead of escaping.
+    settings.EMAIL_BACKEND = "no.such.backend.EmailBackend"
+    email = queue(session)
+
+    assert email_send(email_id=email.pk) is False
+
+    email.refresh_from_db()
+    assert email.status == EmailStatus.FAILED
+    assert email.attempts == 1
+    assert "no.such.backend" in email.last_error or "No module named" in email.last_error

@@ -348,3 +348,18 @@ def test_send_test_email_needs_the_permission_to_change_the_configuration(
     assert response.status_code == 403
     assert not EmailMessage.objects.exists()
     assert smtp_server.received == []
+
+
+def test_a_view_only_administrator_never_sees_the_password(client, with_password):
+    from django.contrib.auth.models import Permission
+
+    viewer = StaffUserFactory()
+    viewer.user_permissions.add(Permission.objects.get(codename="view_smtpconfiguration"))
+    client.force_login(viewer)
+
+    response = client.get(CHANGE_URL)
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "smtp.example.com" in page  # the viewer does see the settings...
+    assert PASSWORD not in page  # ...but never the password

@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from payments.demo import DEMO_PASSWORD, demo_seed
@@ -11,6 +12,9 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        if settings.IS_PRODUCTION:
+            # It creates admin/demo and appends fake history to the append-only audit chain.
+            raise CommandError("seed_demo is for demo databases; it refuses DJANGO_ENV=production.")
         summary = demo_seed(now=timezone.now())
         if summary.created:
             self.stdout.write(self.style.SUCCESS("Demo data created:"))
