@@ -1,6 +1,11 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from auditing.services import audit_entry_append
 from payments.errors import PaymentsError
@@ -16,6 +21,28 @@ from payments.models import (
 )
 from payments.services import commissions_mark_paid, session_reconcile
 from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
+
+
+class ReconcileForm(forms.Form):
+    counted_cash = forms.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        help_text="Required when the session was closed without a count.",
+    )
+    notes = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="Required when the discrepancy exceeds the tolerance.",
+    )
+
+    def __init__(self, *args, session: CashSession, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if session.counted_balance is not None:
+            del self.fields["counted_cash"]  # already counted at closing
+        else:
+            self.fields["counted_cash"].required = True
 
 
 class ServiceActionsAdminMixin(ReadOnlyAdminMixin):
@@ -148,9 +175,56 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
                 session_reconcile(session=session, actor=request.user)
                 done += 1
             except PaymentsError as error:
-                self.message_user(request, str(error), messages.WARNING)
+                self.message_user(
+                    request,
+                    f"{error} Open the session and use Reconcile to enter it.",
+                    messages.WARNING,
+                )
         if done:
             self.message_user(request, f"Reconciled {done} session(s).", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/reconcile/",
+                self.admin_site.admin_view(self.reconcile_view),
+                name="payments_cashsession_reconcile",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reconcile_view(self, request: HttpRequest, object_id: str):
+        """One session: the count (required when nobody counted) and the notes."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        session = get_object_or_404(CashSession.objects.select_related("agent"), pk=object_id)
+        form = ReconcileForm(request.POST or None, session=session)
+        if request.method == "POST" and form.is_valid():
+            try:
+                session_reconcile(
+                    session=session,
+                    actor=request.user,
+                    counted_cash=form.cleaned_data.get("counted_cash"),
+                    notes=form.cleaned_data["notes"],
+                )
+            except PaymentsError as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(
+                    request, f"Session {session.number} reconciled.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:payments_cashsession_change", args=[session.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reconcile session {session.number}",
+            "session": session,
+            "form": form,
+            "opts": self.model._meta,
+            "config": SystemConfiguration.load(),
+        }
+        return TemplateResponse(request, "admin/payments/cashsession/reconcile.html", context)
 
 
 @admin.register(CashTransaction)

@@ -263,7 +263,8 @@ def test_the_reconcile_action_reconciles_counted_sessions_and_reports_the_others
     assert sorted(messages_of(response)) == [
         "Reconciled 1 session(s).",
         f"Session {uncounted.number} was closed without a cash count; "
-        "enter the counted cash to reconcile it.",
+        "enter the counted cash to reconcile it. "
+        "Open the session and use Reconcile to enter it.",
     ]
     balanced.refresh_from_db()
     assert balanced.status == SessionStatus.RECONCILED
@@ -408,3 +409,58 @@ def test_the_currency_is_frozen_once_a_session_exists(admin_client, config):
     session_open(agent=AgentFactory(), opening_balance=Decimal("0.00"), actor=None)
 
     assert 'name="currency_code"' not in admin_client.get(url).content.decode()
+
+
+def _closed_uncounted_session():
+    from django.db import transaction
+
+    from payments.models import CashSession
+    from payments.services import session_close_automatically
+
+    session = session_open(agent=AgentFactory(), opening_balance=Decimal("5000.00"), actor=None)
+    with transaction.atomic():
+        locked = CashSession.objects.select_for_update().get(pk=session.pk)
+        return session_close_automatically(session=locked, notes="timed out")
+
+
+def test_an_uncounted_session_is_reconciled_on_its_page_with_the_count_and_notes(admin_client):
+    session = _closed_uncounted_session()
+    url = reverse("admin:payments_cashsession_reconcile", args=[session.pk])
+    assert "not counted" in admin_client.get(url).content.decode()
+
+    response = admin_client.post(url, {"counted_cash": "4000.00", "notes": "1,000 short"})
+
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.status == SessionStatus.RECONCILED
+    assert session.counted_balance == Decimal("4000.00")
+    assert session.discrepancy == Decimal("-1000.00")
+    assert session.reconciliation_notes == "1,000 short"
+    entry = AuditEntry.objects.filter(action="session.reconciled").get()
+    assert entry.actor.username == "admin"
+    assert entry.data["counted_at_reconciliation"] is True
+
+
+def test_the_reconcile_page_shows_a_refusal_and_changes_nothing(admin_client):
+    session = _closed_uncounted_session()
+    url = reverse("admin:payments_cashsession_reconcile", args=[session.pk])
+
+    # A shortfall beyond the zero tolerance, without the explanation the service demands.
+    response = admin_client.post(url, {"counted_cash": "4000.00", "notes": ""})
+
+    assert response.status_code == 200
+    assert "explain it in the notes" in response.content.decode()
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CLOSED
+    assert session.counted_balance is None
+    assert not AuditEntry.objects.filter(action="session.reconciled").exists()
+
+
+def test_a_closed_session_page_links_to_reconcile(admin_client):
+    session = _closed_uncounted_session()
+
+    page = admin_client.get(reverse("admin:payments_cashsession_change", args=[session.pk]))
+
+    assert (
+        reverse("admin:payments_cashsession_reconcile", args=[session.pk]) in page.content.decode()
+    )
