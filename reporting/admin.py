@@ -9,7 +9,12 @@ from django.urls import path, reverse
 
 from auditing.services import audit_entry_append
 from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
-from reporting.emails import InvalidEmailAddress, email_address_validate, smtp_test_send
+from reporting.emails import (
+    InvalidEmailAddress,
+    email_address_validate,
+    email_send,
+    smtp_test_send,
+)
 from reporting.models import (
     CommissionReport,
     CommissionReportLine,
@@ -77,9 +82,34 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [EmailAttemptInline]
 
+    actions = ["retry_delivery"]
+
     @admin.display(description="recipients")
     def recipient_list(self, email: EmailMessage) -> str:
         return ", ".join(email.recipients)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Model-level change permission runs the retry action; a message stays read-only.
+        return obj is None and request.user.has_perm("reporting.change_emailmessage")
+
+    @admin.action(description="Retry delivery now", permissions=["change"])
+    def retry_delivery(self, request: HttpRequest, queryset) -> None:
+        """The way back for a message whose automatic retries ran out (or never ran, under
+        cron without a worker). A message already sent is never sent again."""
+        sent = failed = 0
+        for email_id in queryset.exclude(status=EmailStatus.SENT).values_list("pk", flat=True):
+            if email_send(email_id=email_id):
+                sent += 1
+            else:
+                failed += 1
+        if sent:
+            self.message_user(request, f"{sent} message(s) sent: the server accepted them.")
+        if failed:
+            self.message_user(
+                request, f"{failed} message(s) failed again; see their last error.", messages.ERROR
+            )
+        if not sent and not failed:
+            self.message_user(request, "Nothing to retry: the selected messages were sent.")
 
 
 class SmtpConfigurationForm(forms.ModelForm):

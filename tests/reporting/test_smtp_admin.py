@@ -363,3 +363,37 @@ def test_a_view_only_administrator_never_sees_the_password(client, with_password
     assert response.status_code == 200
     assert "smtp.example.com" in page  # the viewer does see the settings...
     assert PASSWORD not in page  # ...but never the password
+
+
+def test_retry_delivery_sends_failed_messages_once_and_never_resends_sent_ones(
+    admin_client, project_email_backend, smtp_server
+):
+    from reporting.emails import email_send
+
+    admin_client.get(CHANGELIST_URL, follow=True)  # creates the singleton
+    assert_saved(save_form(admin_client, smtp_server, username=""))
+    sent = EmailMessage.objects.create(
+        purpose="smtp_test", recipients=["a@example.com"], subject="sent", body_text="x"
+    )
+    assert email_send(email_id=sent.pk) is True
+    failed = EmailMessage.objects.create(
+        purpose="smtp_test",
+        recipients=["b@example.com"],
+        subject="failed",
+        body_text="y",
+        status=EmailStatus.FAILED,
+        attempts=6,
+    )
+    already_received = len(smtp_server.received)
+
+    admin_client.post(
+        reverse("admin:reporting_emailmessage_changelist"),
+        {"action": "retry_delivery", "_selected_action": [sent.pk, failed.pk]},
+    )
+
+    failed.refresh_from_db()
+    assert failed.status == EmailStatus.SENT
+    assert failed.attempts == 7
+    assert [mail.rcpt_tos for mail in smtp_server.received[already_received:]] == [
+        ["b@example.com"]
+    ]
