@@ -34,6 +34,7 @@ from reporting.emails import (
 
 logger = logging.getLogger(__name__)
 
+EARLIEST_YEAR = 2000
 OPERATION = "verify_audit_trail"
 DEFAULT_RANGE_DAYS = 30
 TRUNCATED = "truncated"
@@ -182,9 +183,6 @@ def verification_run_perform(
         # After the block that queued it: outside a transaction the mail has gone by now.
         summary["emails"] = email_outcomes(filter(None, [summary["alert"]["email_id"]]))
     return summary
-
-
-EARLIEST_YEAR = 2000
 
 
 def _date_parse(value: str | None, *, option: str) -> dt.date | None:

@@ -6,12 +6,13 @@ from django.db import models
 from django.db.models import F, Q
 
 from payments.money import MINOR_UNITS
+from project.singleton import SingletonModel
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 RATE = {"max_digits": 5, "decimal_places": 2}
 
 
-class SystemConfiguration(models.Model):
+class SystemConfiguration(SingletonModel):
     """Singleton (pk=1) edited in the admin."""
 
     session_timeout_hours = models.PositiveIntegerField(
@@ -44,15 +45,6 @@ class SystemConfiguration(models.Model):
 
     def __str__(self) -> str:
         return "System configuration"
-
-    def save(self, *args, **kwargs) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def load(cls) -> "SystemConfiguration":
-        config, _ = cls.objects.get_or_create(pk=1)
-        return config
 
 
 class Agent(models.Model):

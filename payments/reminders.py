@@ -67,14 +67,14 @@ def unreconciled_sessions_select(*, since: dt.datetime) -> QuerySet[CashSession]
     return CashSession.objects.filter(status=SessionStatus.CLOSED, closed_at__gte=since)
 
 
-def _totals(queryset: QuerySet) -> QuerySet:
-    """Per-group sums; Sum skips the uncounted sessions' empty discrepancy."""
-    return queryset.annotate(
-        session_count=Count("pk"),
-        total_expected=Sum("expected_balance"),
-        total_discrepancy=Sum("discrepancy"),
-        not_counted=Count("pk", filter=Q(discrepancy__isnull=True)),
-    )
+def _totals() -> dict[str, Any]:
+    """Sums per agent or overall; Sum skips the uncounted sessions' empty discrepancy."""
+    return {
+        "session_count": Count("pk"),
+        "total_expected": Sum("expected_balance"),
+        "total_discrepancy": Sum("discrepancy"),
+        "not_counted": Count("pk", filter=Q(discrepancy__isnull=True)),
+    }
 
 
 def _amount(value: Decimal | None) -> str | None:
@@ -109,17 +109,14 @@ def reconciliation_reminders_send(
     since = window_start(today=today, days=days)
     sessions = unreconciled_sessions_select(since=since)
 
-    overall = sessions.aggregate(
-        session_count=Count("pk"),
-        agent_count=Count("agent", distinct=True),
-        total_expected=Sum("expected_balance"),
-        total_discrepancy=Sum("discrepancy"),
-        not_counted=Count("pk", filter=Q(discrepancy__isnull=True)),
-    )
-    per_agent = _totals(
+    overall = sessions.aggregate(agent_count=Count("agent", distinct=True), **_totals())
+    per_agent = (
         sessions.values("agent", "agent__code", "agent__full_name", "agent__email")
-    ).order_by("agent__code")
+        .annotate(**_totals())
+        .order_by("agent__code")
+    )
     session_rows = _session_rows(sessions)
+    reminded_today = _agents_reminded_on(day=today)
 
     groups: list[dict[str, Any]] = []
     email_ids: list[int] = []
@@ -135,7 +132,7 @@ def reconciliation_reminders_send(
             "sessions": session_rows.get(totals["agent"], []),
         }
         groups.append(group)
-        if _already_reminded(agent_id=totals["agent"], day=today):
+        if totals["agent"] in reminded_today:
             group["action"] = "already_reminded"
             continue
         if dry_run:
@@ -228,9 +225,14 @@ def reconciliation_reminders_send(
     return summary
 
 
-def _already_reminded(*, agent_id: int | None, day: dt.date) -> bool:
-    kind = ReminderKind.AGENT if agent_id else ReminderKind.ADMIN_SUMMARY
-    return ReconciliationReminder.objects.filter(kind=kind, agent_id=agent_id, day=day).exists()
+def _agents_reminded_on(*, day: dt.date) -> set[int]:
+    """One query for the pre-check; the unique constraint stays the final guard."""
+    reminders = ReconciliationReminder.objects.filter(kind=ReminderKind.AGENT, day=day)
+    return set(reminders.values_list("agent_id", flat=True))
+
+
+def _admin_summary_sent(*, day: dt.date) -> bool:
+    return ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY, day=day).exists()
 
 
 def _reminder_record(
@@ -302,7 +304,7 @@ def _admin_summary(
         return {"status": "nothing_to_send", "recipients": []}
     recipients = staff_email_addresses()
     day = dt.date.fromisoformat(data["day"])
-    if _already_reminded(agent_id=None, day=day):
+    if _admin_summary_sent(day=day):
         return {"status": "already_sent", "recipients": recipients}
     if not recipients:
         return {"status": "no_recipients", "recipients": []}
@@ -384,13 +386,7 @@ def _display_totals(
 
 
 def not_counted_note(count: int) -> str:
-    """The command's English note; emails and notifications use the translated one."""
-    if not count:
-        return ""
-    return f"({count} session{'s' if count != 1 else ''} not counted)"
-
-
-def _not_counted_note(count: int) -> str:
+    """'(2 sessions not counted)' in the active language; empty when all were counted."""
     if not count:
         return ""
     return ngettext(
@@ -484,4 +480,4 @@ def _agent_message(display: dict[str, Any]) -> str:
 _agent_title_lazy = lazy(_agent_title, str)
 _summary_subject_lazy = lazy(_summary_subject, str)
 _agent_message_lazy = lazy(_agent_message, str)
-_not_counted_note_lazy = lazy(_not_counted_note, str)
+_not_counted_note_lazy = lazy(not_counted_note, str)

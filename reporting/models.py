@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models import Q
 
+from project.singleton import SingletonModel
+
 MONEY = {"max_digits": 16, "decimal_places": 2}
 
 
@@ -116,7 +118,7 @@ class EmailAttempt(models.Model):
         return f"{self.email_id} at {self.attempted_at}: {'ok' if self.succeeded else 'failed'}"
 
 
-class SmtpConfiguration(models.Model):
+class SmtpConfiguration(SingletonModel):
     """Singleton (pk=1): the mail server administrators set in the admin. When disabled or
     without a host, the environment's email settings (EMAIL_URL) apply."""
 
@@ -148,15 +150,6 @@ class SmtpConfiguration(models.Model):
 
     def __str__(self) -> str:
         return f"SMTP {self.host}:{self.port}" if self.host else "SMTP (environment settings)"
-
-    def save(self, *args, **kwargs) -> None:
-        self.pk = 1
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def load(cls) -> "SmtpConfiguration":
-        config, _ = cls.objects.get_or_create(pk=1)
-        return config
 
     @property
     def in_use(self) -> bool:

@@ -474,7 +474,8 @@ def test_a_reminder_recorded_by_a_concurrent_run_stops_the_send(
         kind=ReminderKind.AGENT, agent=network["hery"], day=TODAY, session_numbers=[]
     )
     ReconciliationReminder.objects.create(kind=ReminderKind.ADMIN_SUMMARY, day=TODAY)
-    monkeypatch.setattr("payments.reminders._already_reminded", lambda **_: False)
+    monkeypatch.setattr("payments.reminders._agents_reminded_on", lambda **_: set())
+    monkeypatch.setattr("payments.reminders._admin_summary_sent", lambda **_: False)
 
     summary = json.loads(run("--email-admins", "--json"))
 
@@ -625,7 +626,8 @@ def test_the_admin_lists_reminders_and_notifications_read_only(network, run, cli
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_racing_past_the_check_still_remind_each_agent_once(network, admins, monkeypatch):
     # Both runs see "not reminded yet"; the unique constraint must stop the second one.
-    monkeypatch.setattr("payments.reminders._already_reminded", lambda **_: False)
+    monkeypatch.setattr("payments.reminders._agents_reminded_on", lambda **_: set())
+    monkeypatch.setattr("payments.reminders._admin_summary_sent", lambda **_: False)
     barrier = threading.Barrier(2)
     summaries: list[dict] = []
     errors: list[Exception] = []

@@ -1,0 +1,17 @@
+from django.db import models
+
+
+class SingletonModel(models.Model):
+    """A settings row edited in the admin: always pk=1, created on first read."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls):
+        instance, _ = cls.objects.get_or_create(pk=1)
+        return instance
