@@ -19,7 +19,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench
 BENCH_SCALE ?= 100000
 export BENCH_SCALE
 
-.PHONY: install demo test bench lint format services stack clean
+.PHONY: install demo test bench lint format messages services stack clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Extract every app's strings, keep the translations of strings that moved between apps,
+# then compile. Needs Debian's gettext.
+messages: $(STAMP)
+	$(BIN)/python scripts/messages.py
+	./scripts/po_fill.sh
+	for po in */locale/fr/LC_MESSAGES/django.po; do msgfmt --check -o $${po%.po}.mo $$po; done
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
@@ -25,12 +25,9 @@ from auditing.verification import (
     chain_verify,
     chain_verify_period,
 )
-from reporting.emails import (
-    email_address_validate,
-    email_outcomes,
-    email_queue,
-    staff_email_addresses,
-)
+from mailing.addresses import email_address_validate
+from mailing.selectors import email_outcomes, staff_email_addresses
+from mailing.services import email_queue
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +178,7 @@ def verification_run_perform(
             run=run, period=period, recipients=[alert_address] if alert_address else None
         )
         # After the block that queued it: outside a transaction the mail has gone by now.
-        summary["emails"] = email_outcomes(filter(None, [summary["alert"]["email_id"]]))
+        summary["emails"] = asdict(email_outcomes(filter(None, [summary["alert"]["email_id"]])))
     return summary
 
 
@@ -295,7 +292,7 @@ def _summary(
         "violations": run.violations,
         "duration_ms": run.duration_ms,
         "alert": None,
-        "emails": email_outcomes([]),
+        "emails": asdict(email_outcomes([])),
     }
 
 

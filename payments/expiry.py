@@ -2,6 +2,7 @@
 
 import datetime as dt
 import logging
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from auditing.services import audit_entry_append
+from mailing.selectors import email_outcomes
 from payments.models import (
     CashSession,
     NotificationKind,
@@ -25,7 +27,6 @@ from payments.models import (
 from payments.money import format_money_lazy
 from payments.notifications import agent_notify
 from payments.services import session_close_automatically
-from reporting.emails import email_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def expired_sessions_close(*, dry_run: bool, force: bool, trigger: str) -> dict[
         "already_handled": counts["already_handled"],
         "failed": failed,
         "sessions": rows,
-        "emails": email_outcomes(email_ids),
+        "emails": asdict(email_outcomes(email_ids)),
     }
     if failed:
         summary["message"] = f"{failed} session(s) could not be closed; see the output."

@@ -6,13 +6,10 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.functional import Promise
 
+from mailing.addresses import InvalidEmailAddress, email_address_validate
+from mailing.rendering import email_language
+from mailing.services import email_queue
 from payments.models import Agent, CashSession, Notification, NotificationKind
-from reporting.emails import (
-    InvalidEmailAddress,
-    email_address_validate,
-    email_language,
-    email_queue,
-)
 
 logger = logging.getLogger(__name__)
 

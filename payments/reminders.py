@@ -7,6 +7,7 @@ transaction as the notification and its audit entry, makes a retried run send no
 
 import datetime as dt
 import logging
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,9 @@ from django.utils.functional import lazy
 from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from auditing.services import audit_entry_append
+from mailing.models import EmailMessage
+from mailing.selectors import email_outcomes, staff_email_addresses
+from mailing.services import email_queue
 from payments.models import (
     Agent,
     CashSession,
@@ -28,8 +32,6 @@ from payments.models import (
 )
 from payments.money import format_money_lazy
 from payments.notifications import agent_notify
-from reporting.emails import email_outcomes, email_queue, staff_email_addresses
-from reporting.models import EmailMessage
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +209,7 @@ def reconciliation_reminders_send(
         ),
         "reminders": groups,
         "admin_summary": admin_summary,
-        "emails": email_outcomes(email_ids),
+        "emails": asdict(email_outcomes(email_ids)),
     }
     if failed:
         summary["message"] = f"{failed} reminder(s) could not be sent; see the output."

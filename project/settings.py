@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "auditing",
+    "mailing",
     "payments",
     "reporting",
     "tasks",
@@ -123,7 +124,7 @@ if DJANGO_ENV == "test":
 # Email: EMAIL_URL takes smtp://user:pass@host:port, smtp+tls://..., consolemail:// or
 # filemail:///absolute/folder. Without it, dev and the demo write each message as a file
 # under var/sent-mail/.
-# The SMTP configuration edited in the admin (reporting.SmtpConfiguration) comes first;
+# The SMTP configuration edited in the admin (mailing.SmtpConfiguration) comes first;
 # while it is disabled, mail goes through this fallback.
 if "EMAIL_URL" in env:
     vars().update(env.email_url("EMAIL_URL"))
@@ -134,7 +135,7 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = BASE_DIR / "var" / "sent-mail"
 EMAIL_FALLBACK_BACKEND = EMAIL_BACKEND
-EMAIL_BACKEND = "reporting.mail_backend.ConfiguredEmailBackend"
+EMAIL_BACKEND = "mailing.backend.ConfiguredEmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="cash-office@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
@@ -182,6 +183,6 @@ LOGGING = {
             "level": env.str("APP_LOG_LEVEL", default="INFO"),
             "propagate": False,
         }
-        for name in ("payments", "auditing", "reporting", "tasks")
+        for name in ("auditing", "mailing", "payments", "reporting", "tasks")
     },
 }

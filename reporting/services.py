@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
@@ -17,14 +18,11 @@ from django.utils.formats import date_format
 from django.utils.functional import lazy
 from django.utils.translation import gettext, pgettext_lazy
 
+from mailing.addresses import email_address_validate
+from mailing.selectors import email_outcomes, staff_email_addresses
+from mailing.services import email_queue
 from payments.models import SystemConfiguration
 from payments.money import format_money_lazy
-from reporting.emails import (
-    email_address_validate,
-    email_outcomes,
-    email_queue,
-    staff_email_addresses,
-)
 from reporting.models import CommissionReport, CommissionReportLine
 from reporting.periods import (
     local_today,
@@ -101,7 +99,7 @@ def commission_report_generate(
         already_generated=False,
         report_id=None,
         recipients=recipients,
-        emails=email_outcomes([]),
+        emails=asdict(email_outcomes([])),
     )
     if trigger == SCHEDULED and not dry_run:
         existing = _scheduled_report(year=year, month=month)
@@ -149,7 +147,9 @@ def commission_report_generate(
         return _already_generated(summary, existing)
 
     # After the commit: "sent" only once the mail server has accepted the message.
-    summary.update(report_id=report.pk, emails=email_outcomes([email_id] if email_id else []))
+    summary.update(
+        report_id=report.pk, emails=asdict(email_outcomes([email_id] if email_id else []))
+    )
     if not recipients:
         summary["warning"] = (
             "Nobody to send the report to: no --email was given and no active staff user has "

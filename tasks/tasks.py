@@ -1,4 +1,4 @@
-"""Celery tasks for the four scheduled operations, and email delivery.
+"""Celery tasks for the four scheduled operations.
 
 Each task takes plain JSON arguments, calls one service and returns a small summary.
 The management commands call these same tasks in-process, or enqueue them.
@@ -11,7 +11,6 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from reporting.emails import MAX_DELIVERY_ATTEMPTS
 from tasks.locking import OperationAlreadyRunning, operation_lock
 from tasks.summaries import already_running_summary
 
@@ -45,25 +44,6 @@ def run_operation(
     except OperationAlreadyRunning:
         logger.warning("%s is already running; %s run skipped", operation, trigger)
         return already_running_summary(operation=operation, trigger=trigger)
-
-
-@shared_task(
-    bind=True,
-    name="tasks.email_deliver",
-    acks_late=True,
-    max_retries=MAX_DELIVERY_ATTEMPTS - 1,
-    soft_time_limit=120,
-    time_limit=180,
-)
-def email_deliver(self, *, email_id: int) -> dict[str, Any]:
-    from reporting.emails import email_send
-
-    if email_send(email_id=email_id):
-        return {"email_id": email_id, "status": "sent"}
-    if self.request.called_directly or self.request.retries >= self.max_retries:
-        return {"email_id": email_id, "status": "failed"}
-    # 2, 4, 8, 16, 32 minutes: a mail server outage rarely lasts less.
-    raise self.retry(countdown=120 * 2**self.request.retries)
 
 
 @shared_task(name="tasks.close_expired_sessions", **OPERATION_TASK_OPTIONS)

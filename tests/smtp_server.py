@@ -9,6 +9,11 @@ from email.parser import BytesParser
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+# The From and Reply-To set in the admin's SMTP configuration by the tests' fixtures.
+SMTP_FROM = "Cash office <office@example.com>"
+SMTP_FROM_ADDRESS = "office@example.com"
+SMTP_REPLY_TO = "help@example.com"
+
 HOST = "127.0.0.1"
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from auditing.hashing import compute_entry_hash
 from auditing.models import AuditEntry, VerificationRun
 from auditing.services import audit_entry_append
-from reporting.models import EmailMessage
+from mailing.models import EmailMessage
 from tests.auditing.tampering import (
     delete_entries,
     disable_append_only_trigger,

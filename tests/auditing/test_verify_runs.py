@@ -19,8 +19,8 @@ from auditing.runs import (
     verification_range_resolve,
     verification_run_perform,
 )
-from reporting.emails import InvalidEmailAddress
-from reporting.models import EmailMessage, EmailStatus
+from mailing.addresses import InvalidEmailAddress
+from mailing.models import EmailMessage, EmailStatus
 from tasks.tasks import verify_audit_trail
 from tests.auditing.tampering import APPEND_ONLY_TRIGGER, disable_append_only_trigger, set_column
 from tests.auditing.test_verify_command import NOW, append_daily, local
@@ -190,7 +190,7 @@ def test_failed_alert_email_keeps_the_run_and_is_reported_as_not_sent(monkeypatc
     tamper_and_commit()
     retries = []
     monkeypatch.setattr(
-        "tasks.tasks.email_deliver.apply_async", lambda **kwargs: retries.append(kwargs)
+        "mailing.tasks.email_deliver.apply_async", lambda **kwargs: retries.append(kwargs)
     )
     stderr = StringIO()
 
@@ -219,7 +219,7 @@ def test_failed_alert_email_keeps_the_run_and_is_reported_as_not_sent(monkeypatc
 def test_failed_alert_email_summary_counts_it_failed(monkeypatch):
     append_daily(3)
     tamper_and_commit()
-    monkeypatch.setattr("tasks.tasks.email_deliver.apply_async", lambda **kwargs: None)
+    monkeypatch.setattr("mailing.tasks.email_deliver.apply_async", lambda **kwargs: None)
 
     with override_settings(EMAIL_BACKEND=f"{__name__}.RefusingBackend"):
         summary = perform(email="security@example.com")

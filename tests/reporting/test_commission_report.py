@@ -20,6 +20,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.urls import reverse
 
+from mailing.models import EmailMessage
 from payments.models import CashTransaction
 from payments.services import (
     commissions_mark_paid,
@@ -30,7 +31,7 @@ from payments.services import (
     transaction_void,
 )
 from reporting import services as report_services
-from reporting.models import CommissionReport, CommissionReportLine, EmailMessage
+from reporting.models import CommissionReport, CommissionReportLine
 from reporting.services import commission_report_generate
 from tasks.tasks import generate_commission_report
 from tests.factories import AgentFactory, StaffUserFactory, UserFactory
@@ -732,13 +733,13 @@ def test_the_email_log_is_searchable_by_recipient_and_filterable_by_purpose(
         year=2026, month=10, email="chief@example.com", dry_run=False, trigger="manual"
     )
     [email] = EmailMessage.objects.all()
-    url = reverse("admin:reporting_emailmessage_changelist")
+    url = reverse("admin:mailing_emailmessage_changelist")
 
     found = admin_client.get(url, {"q": "chief@", "purpose": "commission_report"})
     missed = admin_client.get(url, {"q": "nobody@"})
-    page = admin_client.get(reverse("admin:reporting_emailmessage_change", args=[email.pk]))
+    page = admin_client.get(reverse("admin:mailing_emailmessage_change", args=[email.pk]))
 
-    change_url = reverse("admin:reporting_emailmessage_change", args=[email.pk])
+    change_url = reverse("admin:mailing_emailmessage_change", args=[email.pk])
     assert change_url in found.content.decode()
     assert change_url not in missed.content.decode()
     assert page.status_code == 200

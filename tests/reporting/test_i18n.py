@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from auditing.services import audit_entry_append
+from mailing.services import smtp_test_send
 from payments.models import CashSession, Notification, NotificationKind
 from payments.services import (
     commissions_mark_paid,
@@ -31,7 +32,6 @@ from payments.services import (
     transaction_record,
     transaction_void,
 )
-from reporting.emails import smtp_test_send
 from tests.auditing.tampering import delete_entries, disable_append_only_trigger, set_column
 from tests.factories import (
     AgentFactory,
@@ -450,7 +450,7 @@ def test_the_admins_test_email_is_french_although_the_browser_asks_for_english(
 ):
     with time_machine.travel(local(2026, 11, 25, 14, 3), tick=False):
         response = admin_client.post(
-            reverse("admin:reporting_smtpconfiguration_send_test"),
+            reverse("admin:mailing_smtpconfiguration_send_test"),
             {"recipient": "ops@example.com"},
             HTTP_ACCEPT_LANGUAGE="en",
         )

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 import project.celery
+from mailing.tasks import email_deliver
 from tasks import tasks as task_module
 
 app = project.celery.app
@@ -82,14 +83,14 @@ def test_beat_reads_its_schedule_from_the_database_in_local_time():
 
 
 def test_email_retries_back_off_but_each_wait_stays_under_the_visibility_timeout(monkeypatch):
-    task = task_module.email_deliver
+    task = email_deliver
     countdowns = []
 
     def record_retry(*args, countdown=None, **kwargs):
         countdowns.append(countdown)
         raise Retry("recorded", when=countdown)
 
-    monkeypatch.setattr("reporting.emails.email_send", lambda *, email_id: False)
+    monkeypatch.setattr("mailing.tasks.email_send", lambda *, email_id: False)
     monkeypatch.setattr(task, "retry", record_retry)
     for attempt in range(task.max_retries + 1):
         result = task.apply(kwargs={"email_id": 1}, retries=attempt)

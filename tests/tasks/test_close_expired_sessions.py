@@ -20,11 +20,11 @@ from django.utils import timezone
 
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
+from mailing.models import EmailAttempt, EmailMessage, EmailStatus
 from payments import expiry
 from payments.errors import PaymentsError
 from payments.models import CashSession, Notification, NotificationKind, SessionStatus
 from payments.services import transaction_record
-from reporting.models import EmailAttempt, EmailMessage, EmailStatus
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
@@ -566,7 +566,7 @@ def test_the_summary_counts_an_email_as_sent_once_the_server_accepted_it(mailout
 def test_a_mail_server_failure_keeps_the_closure_and_schedules_a_retry(mailoutbox, monkeypatch):
     import smtplib
 
-    from tasks.tasks import email_deliver
+    from mailing.tasks import email_deliver
 
     session = CashSessionFactory(opened_at=timezone.now() - 13 * HOUR)
     retries = []

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
+from mailing.models import EmailMessage
 from payments.expiry import expired_sessions_close
 from payments.models import CashSession, Notification, NotificationKind, SessionStatus
-from reporting.models import EmailMessage
 from tasks.locking import OperationAlreadyRunning, operation_lock
 from tasks.tasks import close_expired_sessions
 from tests.factories import CashSessionFactory, CashTransactionFactory

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
+from mailing.models import EmailMessage
 from payments.models import (
     CashSession,
     Notification,
@@ -32,7 +33,6 @@ from payments.services import (
     session_reconcile,
     transaction_record,
 )
-from reporting.models import EmailMessage
 from tests.factories import AgentFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db

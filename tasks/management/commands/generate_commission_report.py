@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from mailing.addresses import InvalidEmailAddress, email_address_validate
 from payments.money import format_money
-from reporting.emails import InvalidEmailAddress, email_address_validate
 from reporting.periods import local_today, report_period_resolve
 from tasks.commands import OperationCommand
 from tasks.tasks import generate_commission_report

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from auditing.runs import InvalidVerificationRange, verification_range_resolve
-from reporting.emails import InvalidEmailAddress, email_address_validate
+from mailing.addresses import InvalidEmailAddress, email_address_validate
 from tasks.commands import OperationCommand
 from tasks.tasks import verify_audit_trail
 

@@ -9,7 +9,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 class ConfiguredEmailBackend(BaseEmailBackend):
     def __init__(self, fail_silently: bool = False, **kwargs) -> None:
         super().__init__(fail_silently=fail_silently)
-        from reporting.models import SmtpConfiguration
+        from mailing.models import SmtpConfiguration
 
         self.config = SmtpConfiguration.load()
         if self.config.in_use:

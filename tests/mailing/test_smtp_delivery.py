@@ -23,11 +23,13 @@ from django.utils import timezone
 
 from auditing.models import AuditEntry
 from auditing.services import audit_entry_append
+from mailing.delivery import email_send
+from mailing.models import EmailAttempt, EmailMessage, EmailStatus
+from mailing.services import smtp_test_send
+from mailing.tasks import email_deliver
 from payments.models import CashSession, CommissionStatus, SessionStatus, TransactionStatus
-from reporting.emails import email_send, smtp_test_send
-from reporting.models import CommissionReport, EmailAttempt, EmailMessage, EmailStatus
+from reporting.models import CommissionReport
 from reporting.services import LINE_AMOUNTS
-from tasks.tasks import email_deliver
 from tests.auditing.tampering import APPEND_ONLY_TRIGGER, disable_append_only_trigger, set_column
 from tests.factories import (
     AgentFactory,
@@ -35,8 +37,7 @@ from tests.factories import (
     CashTransactionFactory,
     StaffUserFactory,
 )
-from tests.reporting.conftest import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO
-from tests.smtp_server import ReceivedMail, SmtpServer
+from tests.smtp_server import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO, ReceivedMail, SmtpServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,17 +8,12 @@ from django.core.mail.backends.locmem import EmailBackend
 from django.db import transaction
 from django.utils import timezone
 
-from reporting.emails import (
-    InvalidEmailAddress,
-    email_address_validate,
-    email_deliver_or_schedule_retry,
-    email_outcomes,
-    email_queue,
-    email_send,
-    staff_email_addresses,
-)
-from reporting.models import EmailAttempt, EmailMessage, EmailStatus
-from tasks.tasks import email_deliver
+from mailing.addresses import InvalidEmailAddress, email_address_validate
+from mailing.delivery import email_send
+from mailing.models import EmailAttempt, EmailMessage, EmailStatus
+from mailing.selectors import EmailOutcomes, email_outcomes, staff_email_addresses
+from mailing.services import email_deliver_or_schedule_retry, email_queue
+from mailing.tasks import email_deliver
 from tests.factories import CashSessionFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -292,8 +287,8 @@ def test_outcomes_count_the_given_messages_by_status(session):
     ]
     logged(EmailStatus.SENT)  # not asked about
 
-    assert email_outcomes(ids) == {"sent": 2, "failed": 1, "queued": 1}
-    assert email_outcomes([]) == {"sent": 0, "failed": 0, "queued": 0}
+    assert email_outcomes(ids) == EmailOutcomes(sent=2, failed=1, queued=1)
+    assert email_outcomes([]) == EmailOutcomes()
 
 
 def test_a_concurrent_delivery_finds_the_message_sent_and_sends_nothing(session, mailoutbox):

@@ -15,18 +15,17 @@ from django.urls import reverse
 from django.utils import timezone
 
 from auditing.models import AuditEntry
-from reporting.models import EmailMessage, EmailStatus, SmtpConfiguration
-from tasks.tasks import email_deliver
+from mailing.models import EmailMessage, EmailStatus, SmtpConfiguration
+from mailing.tasks import email_deliver
 from tests.factories import AgentFactory, CashSessionFactory, StaffUserFactory
-from tests.reporting.conftest import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO, SmtpServer
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "s3cret-Pa55"
-CHANGE_URL = reverse("admin:reporting_smtpconfiguration_change", args=[1])
-CHANGELIST_URL = reverse("admin:reporting_smtpconfiguration_changelist")
-SEND_TEST_URL = reverse("admin:reporting_smtpconfiguration_send_test")
+CHANGE_URL = reverse("admin:mailing_smtpconfiguration_change", args=[1])
+CHANGELIST_URL = reverse("admin:mailing_smtpconfiguration_changelist")
+SEND_TEST_URL = reverse("admin:mailing_smtpconfiguration_send_test")
 
 
 def form_data(server: SmtpServer | None = None, **overrides: Any) -> dict[str, Any]:
@@ -97,8 +96,8 @@ def test_changelist_redirects_to_the_one_configuration(admin_client):
 def test_the_configuration_cannot_be_added_or_deleted_from_the_admin(admin_client):
     SmtpConfiguration.load()
 
-    assert admin_client.get(reverse("admin:reporting_smtpconfiguration_add")).status_code == 403
-    delete_url = reverse("admin:reporting_smtpconfiguration_delete", args=[1])
+    assert admin_client.get(reverse("admin:mailing_smtpconfiguration_add")).status_code == 403
+    delete_url = reverse("admin:mailing_smtpconfiguration_delete", args=[1])
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
     assert SmtpConfiguration.objects.count() == 1
 
@@ -193,7 +192,7 @@ def test_editing_writes_an_audit_entry_naming_the_changed_fields_never_the_passw
 
     [entry] = smtp_audit_entries()
     assert entry.actor_id == admin_user.pk
-    assert entry.subject_type == "reporting.smtpconfiguration"
+    assert entry.subject_type == "mailing.smtpconfiguration"
     changed = entry.data["changed_fields"]
     assert {"enabled", "host", "username", "password", "from_email", "reply_to"} <= set(changed)
     assert "clear_password" not in changed
@@ -368,7 +367,7 @@ def test_a_view_only_administrator_never_sees_the_password(client, with_password
 def test_retry_delivery_sends_failed_messages_once_and_never_resends_sent_ones(
     admin_client, project_email_backend, smtp_server
 ):
-    from reporting.emails import email_send
+    from mailing.delivery import email_send
 
     admin_client.get(CHANGELIST_URL, follow=True)  # creates the singleton
     assert_saved(save_form(admin_client, smtp_server, username=""))
@@ -387,7 +386,7 @@ def test_retry_delivery_sends_failed_messages_once_and_never_resends_sent_ones(
     already_received = len(smtp_server.received)
 
     admin_client.post(
-        reverse("admin:reporting_emailmessage_changelist"),
+        reverse("admin:mailing_emailmessage_changelist"),
         {"action": "retry_delivery", "_selected_action": [sent.pk, failed.pk]},
     )
 
