@@ -1,4 +1,4 @@
-"""Refresh each app's French catalogue (`make messages`): extract with makemessages, run
+"""Refresh each app's French catalogue (`make messages`, or `scripts/messages.py APP ...`): extract with makemessages, run
 from inside the app so that each app keeps its own strings, then compile.
 
 Django is set up before moving into an app folder, so that `mailing/tasks.py` can never
@@ -18,7 +18,7 @@ APPS = ("auditing", "mailing", "payments", "reporting", "tasks")
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django.setup()
-for app in APPS:
+for app in sys.argv[1:] or APPS:
     if not (ROOT / app / "locale").is_dir():
         continue
     os.chdir(ROOT / app)

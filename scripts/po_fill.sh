@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Fill the French catalogue of each app from every catalogue (current and at a git ref),
-# so that a string moved to another app keeps its translation. Usage: po_fill.sh [REF]
+# so that a string moved to another app keeps its translation.
+# Usage: po_fill.sh [REF [APP ...]]  (default: HEAD, every app)
 set -euo pipefail
 ref=${1:-HEAD}
+shift || true
+targets=()
+for app in "$@"; do targets+=("$app/locale/fr/LC_MESSAGES/django.po"); done
+[ ${#targets[@]} -gt 0 ] || targets=(*/locale/fr/LC_MESSAGES/django.po)
 tmp=$(mktemp -d)
 for po in */locale/fr/LC_MESSAGES/django.po; do
   cp "$po" "$tmp/$(dirname "$(dirname "$(dirname "$(dirname "$po")")")")-current.po"
@@ -22,7 +27,7 @@ msgstr ""
 "Content-Transfer-Encoding: 8bit\n"
 "Plural-Forms: nplurals=2; plural=(n > 1);\n"
 HEADER
-for po in */locale/fr/LC_MESSAGES/django.po; do
+for po in "${targets[@]}"; do
   msgmerge -q --no-fuzzy-matching --compendium "$tmp/compendium.po" -o "$po" "$tmp/empty.po" "$po"
   msgattrib --no-obsolete -o "$po" "$po"
 done

@@ -1,5 +1,6 @@
-"""The base of the four operation commands: parse and validate, then run the Celery task's
-body here (the cron path) or enqueue it with --enqueue."""
+"""The base of the four operation commands: parse the options, check them once, then run
+the operation here (the cron path) or enqueue its Celery task with --enqueue, and render
+the typed result as text or, with --json, as the task would return it."""
 
 import argparse
 import json
@@ -14,18 +15,9 @@ from django.core.management.base import (
 )
 from django.utils import translation
 
-from tasks.summaries import STATUS_EXIT_CODES
-
-EXIT_CODES_HELP = """exit codes:
-  0  done
-  1  the run failed, or some items failed (see the output)
-  2  bad input: nothing was run or written
-  3  tampering found (verify_audit_trail)
-  4  another run of this operation is already in progress
-  5  --enqueue could not reach the broker
-"""
-EXIT_BAD_INPUT = 2
-EXIT_ENQUEUE_FAILED = 5
+from tasks.inputs import InvalidInput
+from tasks.results import AlreadyRunning, ExitCode, Trigger, result_json
+from tasks.runner import Operation, operation_execute
 
 
 class HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,18 +25,23 @@ class HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 class OperationCommand(BaseCommand):
+    operation: Operation
     task: Task
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
         parser = super().create_parser(
-            prog_name, subcommand, formatter_class=HelpFormatter, epilog=EXIT_CODES_HELP, **kwargs
+            prog_name,
+            subcommand,
+            formatter_class=HelpFormatter,
+            epilog=ExitCode.help_text(),
+            **kwargs,
         )
 
         def one_line_error(message: str):
             # A bad option gets one line on stderr and exit code 2, not the usage dump.
             if parser.called_from_command_line:
-                parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {message}\n")
-            raise CommandError(f"Error: {message}", returncode=EXIT_BAD_INPUT)
+                parser.exit(ExitCode.BAD_INPUT, f"{parser.prog}: error: {message}\n")
+            raise CommandError(f"Error: {message}", returncode=ExitCode.BAD_INPUT)
 
         parser.error = one_line_error
         return parser
@@ -61,41 +58,49 @@ class OperationCommand(BaseCommand):
     def add_operation_arguments(self, parser: CommandParser) -> None:
         raise NotImplementedError
 
-    def task_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Validated, JSON-able task arguments; raise CommandError(returncode=2) on bad input."""
+    def task_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The operation's plain (JSON-able) arguments, from the command's options."""
         raise NotImplementedError
 
-    def render(self, summary: dict[str, Any]) -> None:
+    def render(self, result: Any) -> None:
         raise NotImplementedError
 
-    def bad_input(self, message: str) -> CommandError:
-        return CommandError(message, returncode=EXIT_BAD_INPUT)
+    def render_already_running(self, result: AlreadyRunning) -> None:
+        self.stderr.write(self.style.WARNING(result.message))
 
     def handle(self, *args, **options) -> None:
-        kwargs = self.task_kwargs(options)
+        arguments = self.task_arguments(options)
+        try:
+            checked = self.operation.parse(**arguments)
+        except InvalidInput as error:
+            raise CommandError(str(error), returncode=ExitCode.BAD_INPUT) from error
         if options["enqueue"]:
-            kwargs["trigger"] = "manual-enqueue"
-            try:
-                result = self.task.apply_async(kwargs=kwargs, retry=False)
-            except Exception as error:  # noqa: BLE001 - kombu raises several kinds
-                raise CommandError(
-                    f"Could not reach the broker to enqueue {self.task.name}: {error}",
-                    returncode=EXIT_ENQUEUE_FAILED,
-                ) from error
-            if options["json"]:
-                self.stdout.write(json.dumps({"task_id": result.id, "task": self.task.name}))
-            else:
-                self.stdout.write(f"Enqueued {self.task.name} as task {result.id}")
+            self.enqueue(arguments, as_json=options["json"])
             return
-
-        kwargs["trigger"] = "manual"
-        summary = self.task(**kwargs)
+        result = operation_execute(self.operation, options=checked, trigger=Trigger.MANUAL)
         if options["json"]:
-            self.stdout.write(json.dumps(summary, indent=2, sort_keys=True))
+            self.stdout.write(json.dumps(result_json(result), indent=2, sort_keys=True))
+        elif isinstance(result, AlreadyRunning):
+            self.render_already_running(result)
         else:
             # The output's words are English; its numbers follow them, not LANGUAGE_CODE.
             with translation.override("en"):
-                self.render(summary)
-        exit_code = STATUS_EXIT_CODES[summary["status"]]
+                self.render(result)
+        exit_code = ExitCode.for_status(result.status)
         if exit_code:
-            raise CommandError(summary.get("message", summary["status"]), returncode=exit_code)
+            raise CommandError(result.message or result.status, returncode=exit_code)
+
+    def enqueue(self, arguments: dict[str, Any], *, as_json: bool) -> None:
+        try:
+            sent = self.task.apply_async(
+                kwargs={**arguments, "trigger": Trigger.MANUAL_ENQUEUE.value}, retry=False
+            )
+        except Exception as error:  # noqa: BLE001 - kombu raises several kinds
+            raise CommandError(
+                f"Could not reach the broker to enqueue {self.task.name}: {error}",
+                returncode=ExitCode.BROKER_UNREACHABLE,
+            ) from error
+        if as_json:
+            self.stdout.write(json.dumps({"task_id": sent.id, "task": self.task.name}))
+        else:
+            self.stdout.write(f"Enqueued {self.task.name} as task {sent.id}")

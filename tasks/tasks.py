@@ -1,20 +1,25 @@
 """Celery tasks for the four scheduled operations.
 
-Each task takes plain JSON arguments, calls one service and returns a small summary.
-The management commands call these same tasks in-process, or enqueue them.
+Each task takes plain JSON arguments and hands them to its operation (tasks/operations/),
+which checks them, runs under the operation's lock and returns a typed result; the task
+returns that result as JSON. The management commands run the same operations in-process,
+or enqueue these tasks.
 """
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from tasks.locking import OperationAlreadyRunning, operation_lock
-from tasks.summaries import already_running_summary
-
-logger = logging.getLogger(__name__)
+from tasks.operations import (
+    close_expired_sessions as close_expired_sessions_operation,
+)
+from tasks.operations import (
+    generate_commission_report as generate_commission_report_operation,
+)
+from tasks.operations import reconciliation_reminder as reconciliation_reminder_operation
+from tasks.operations import verify_audit_trail as verify_audit_trail_operation
+from tasks.runner import operation_task_body
 
 # Transient faults only: a bug or bad data must fail loudly, not loop.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
@@ -32,31 +37,12 @@ OPERATION_TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-def run_operation(
-    *, operation: str, trigger: str, body: Callable[[], dict[str, Any]], locked: bool = True
-) -> dict[str, Any]:
-    """Run ``body`` under the operation's lock. A second concurrent run returns at once."""
-    if not locked:
-        return body()
-    try:
-        with operation_lock(operation):
-            return body()
-    except OperationAlreadyRunning:
-        logger.warning("%s is already running; %s run skipped", operation, trigger)
-        return already_running_summary(operation=operation, trigger=trigger)
-
-
 @shared_task(name="tasks.close_expired_sessions", **OPERATION_TASK_OPTIONS)
 def close_expired_sessions(
     self, *, dry_run: bool = False, force: bool = False, trigger: str = "beat"
 ) -> dict[str, Any]:
-    from payments.expiry import expired_sessions_close
-
-    return run_operation(
-        operation="close_expired_sessions",
-        trigger=trigger,
-        locked=not dry_run,
-        body=lambda: expired_sessions_close(dry_run=dry_run, force=force, trigger=trigger),
+    return operation_task_body(
+        close_expired_sessions_operation.OPERATION, trigger=trigger, dry_run=dry_run, force=force
     )
 
 
@@ -70,15 +56,13 @@ def generate_commission_report(
     dry_run: bool = False,
     trigger: str = "beat",
 ) -> dict[str, Any]:
-    from reporting.services import commission_report_generate
-
-    return run_operation(
-        operation="generate_commission_report",
+    return operation_task_body(
+        generate_commission_report_operation.OPERATION,
         trigger=trigger,
-        locked=not dry_run,
-        body=lambda: commission_report_generate(
-            year=year, month=month, email=email, dry_run=dry_run, trigger=trigger
-        ),
+        year=year,
+        month=month,
+        email=email,
+        dry_run=dry_run,
     )
 
 
@@ -93,19 +77,14 @@ def verify_audit_trail(
     email: str | None = None,
     trigger: str = "beat",
 ) -> dict[str, Any]:
-    from auditing.runs import verification_run_perform
-
-    return run_operation(
-        operation="verify_audit_trail",
+    return operation_task_body(
+        verify_audit_trail_operation.OPERATION,
         trigger=trigger,
-        body=lambda: verification_run_perform(
-            start_date=start_date,
-            end_date=end_date,
-            full=full,
-            alert_on_tampering=alert_on_tampering,
-            email=email,
-            trigger=trigger,
-        ),
+        start_date=start_date,
+        end_date=end_date,
+        full=full,
+        alert_on_tampering=alert_on_tampering,
+        email=email,
     )
 
 
@@ -118,13 +97,10 @@ def reconciliation_reminder(
     email_admins: bool = False,
     trigger: str = "beat",
 ) -> dict[str, Any]:
-    from payments.reminders import reconciliation_reminders_send
-
-    return run_operation(
-        operation="reconciliation_reminder",
+    return operation_task_body(
+        reconciliation_reminder_operation.OPERATION,
         trigger=trigger,
-        locked=not dry_run,
-        body=lambda: reconciliation_reminders_send(
-            days=days, dry_run=dry_run, email_admins=email_admins, trigger=trigger
-        ),
+        days=days,
+        dry_run=dry_run,
+        email_admins=email_admins,
     )

@@ -1,7 +1,11 @@
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import StringIO
 from typing import Any
 
 import pytest
+import time_machine
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from mailing.models import SmtpConfiguration
@@ -18,6 +22,57 @@ def _let_flush_truncate_audit_table(request):
     if marker and marker.kwargs.get("transaction") and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET session_replication_role = replica")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "frozen_at(when): the `clock` fixture stops time at this aware datetime"
+    )
+
+
+@pytest.fixture
+def clock(request) -> Iterator[time_machine.Traveller]:
+    """Time stopped at the test's (or module's) ``frozen_at`` marker; ``clock.shift()`` and
+    ``clock.move_to()`` move it."""
+    marker = request.node.get_closest_marker("frozen_at")
+    if marker is None:
+        raise pytest.UsageError("the clock fixture needs @pytest.mark.frozen_at(datetime)")
+    with time_machine.travel(marker.args[0], tick=False) as traveller:
+        yield traveller
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """What a management command printed, and the exit code it would give the shell."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    @property
+    def output(self) -> str:
+        return self.stdout
+
+
+@pytest.fixture
+def run_command(django_capture_on_commit_callbacks) -> Callable[..., CommandRun]:
+    """Run a command as cron would, in-process: its on-commit work (email delivery) runs
+    too, and a CommandError becomes the exit code instead of an exception."""
+
+    def run(name: str, *args: str, expect_exit: int | None = 0) -> CommandRun:
+        out, err = StringIO(), StringIO()
+        exit_code = 0
+        with django_capture_on_commit_callbacks(execute=True):
+            try:
+                call_command(name, *args, stdout=out, stderr=err)
+            except CommandError as error:
+                exit_code = error.returncode
+                err.write(f"CommandError: {error}\n")
+        if expect_exit is not None:
+            assert exit_code == expect_exit, (exit_code, out.getvalue(), err.getvalue())
+        return CommandRun(stdout=out.getvalue(), stderr=err.getvalue(), exit_code=exit_code)
+
+    return run
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from payments.models import SessionStatus
-from tasks.commands import OperationCommand
+from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
 from tasks.tasks import close_expired_sessions
 from tests.factories import CashSessionFactory
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from payments.money import format_money
-from tasks.commands import OperationCommand
+from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
 from tasks.tasks import close_expired_sessions
 
 ACTION_LABELS = {

@@ -6,7 +6,7 @@ from django.core.management.base import CommandParser
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from payments.money import format_money
 from reporting.periods import local_today, report_period_resolve
-from tasks.commands import OperationCommand
+from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
 from tasks.tasks import generate_commission_report
 
 

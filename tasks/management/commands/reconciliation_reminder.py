@@ -5,7 +5,7 @@ from django.core.management.base import CommandParser
 
 from payments.money import format_money
 from payments.reminders import MAX_DAYS, InvalidDays, not_counted_note, reminder_days_validate
-from tasks.commands import OperationCommand
+from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
 from tasks.tasks import reconciliation_reminder
 
 ACTION_LABELS = {

@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 
 from auditing.runs import InvalidVerificationRange, verification_range_resolve
 from mailing.addresses import InvalidEmailAddress, email_address_validate
-from tasks.commands import OperationCommand
+from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
 from tasks.tasks import verify_audit_trail
 
 KIND_LABELS = {

@@ -1,0 +1,66 @@
+"""How any door runs an operation: the options checked once, the operation's lock held
+for the whole run, and one typed result back."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from tasks.inputs import InvalidInput
+from tasks.locking import OperationAlreadyRunning, operation_lock
+from tasks.results import AlreadyRunning, Trigger, result_json
+
+logger = logging.getLogger(__name__)
+
+OptionsT = TypeVar("OptionsT")
+ResultT = TypeVar("ResultT")
+
+
+def _always(options: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Operation(Generic[OptionsT, ResultT]):
+    """One of the four operations, as every door sees it.
+
+    ``parse`` turns the task's plain arguments into options or raises InvalidInput;
+    ``run(options=..., trigger=...)`` does the work and returns the typed result;
+    ``takes_lock`` says whether a run with these options needs the operation's lock (a
+    dry run writes nothing and takes none).
+    """
+
+    name: str
+    parse: Callable[..., OptionsT]
+    run: Callable[..., ResultT]
+    takes_lock: Callable[[OptionsT], bool] = _always
+
+
+def trigger_parse(value: Any) -> Trigger:
+    try:
+        return Trigger(value)
+    except ValueError:
+        choices = ", ".join(trigger.value for trigger in Trigger)
+        raise InvalidInput(f"trigger must be one of {choices} (got {value!r:.40}).") from None
+
+
+def operation_execute(
+    operation: Operation[OptionsT, ResultT], *, options: OptionsT, trigger: Trigger
+) -> ResultT | AlreadyRunning:
+    """Run under the operation's lock. A second concurrent run returns at once."""
+    if not operation.takes_lock(options):
+        return operation.run(options=options, trigger=trigger)
+    try:
+        with operation_lock(operation.name):
+            return operation.run(options=options, trigger=trigger)
+    except OperationAlreadyRunning:
+        logger.warning("%s is already running; %s run skipped", operation.name, trigger)
+        return AlreadyRunning(operation=operation.name, trigger=trigger)
+
+
+def operation_task_body(operation: Operation, *, trigger: Any, **arguments: Any) -> Any:
+    """The body of an operation's Celery task: bad arguments fail the task with one
+    clear error before anything is written; the result leaves as JSON."""
+    options = operation.parse(**arguments)
+    result = operation_execute(operation, options=options, trigger=trigger_parse(trigger))
+    return result_json(result)
