@@ -1,5 +1,5 @@
 """OperationCommand, the base of the operation commands: run here or enqueue, --json,
-exit codes and one-line errors."""
+exit codes and one-line errors; and the exit-code table they share."""
 
 import base64
 import datetime as dt
@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,10 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from payments.models import SessionStatus
-from tasks.legacy_commands import LegacyOperationCommand as OperationCommand
+from tasks.commands import OperationCommand
+from tasks.inputs import InvalidInput
+from tasks.results import AlreadyRunning, ExitCode, OperationStatus, Trigger
+from tasks.runner import Operation
 from tasks.tasks import close_expired_sessions
 from tests.factories import CashSessionFactory
 
@@ -32,19 +36,33 @@ QUEUE = "celery"
 ENQUEUED = "manual-enqueue"
 
 
-class FakeTask:
-    """Stands in for a Celery task: records in-process calls and enqueues."""
+@dataclass(frozen=True)
+class FakeResult:
+    status: OperationStatus = OperationStatus.OK
+    message: str | None = None
+    closed: int = 0
+
+
+class FakeOperation:
+    """Stands in for an operation and its Celery task: records runs here and enqueues."""
 
     name = "tests.fake_operation"
 
-    def __init__(self, summary: dict[str, Any] | None = None) -> None:
-        self.summary = summary or {"operation": "fake", "status": "ok"}
+    def __init__(self, result: FakeResult | None = None) -> None:
+        self.result = result or FakeResult()
         self.calls: list[dict[str, Any]] = []
         self.enqueued: list[dict[str, Any]] = []
+        self.operation = Operation(name="fake", parse=self.parse, run=self.run)
 
-    def __call__(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(kwargs)
-        return self.summary
+    @staticmethod
+    def parse(*, month: int | None = None) -> dict[str, Any]:
+        if month is not None and not 1 <= month <= 12:
+            raise InvalidInput(f"--month must be between 1 and 12, not {month}.")
+        return {"month": month}
+
+    def run(self, *, options: dict[str, Any], trigger: Trigger) -> FakeResult:
+        self.calls.append({**options, "trigger": trigger})
+        return self.result
 
     def apply_async(self, **options: Any) -> SimpleNamespace:
         self.enqueued.append(options)
@@ -52,25 +70,23 @@ class FakeTask:
 
 
 class MonthCommand(OperationCommand):
-    """A minimal operation command with one validated option."""
+    """A minimal operation command with one option, checked by its operation."""
 
     help = "A test operation."
 
-    def __init__(self, task: FakeTask, **kwargs: Any) -> None:
+    def __init__(self, fake: FakeOperation, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.task = task
+        self.operation = fake.operation
+        self.task = fake
 
     def add_operation_arguments(self, parser) -> None:
         parser.add_argument("--month", type=int)
 
-    def task_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        month = options["month"]
-        if month is not None and not 1 <= month <= 12:
-            raise self.bad_input(f"--month must be between 1 and 12, not {month}.")
-        return {"month": month}
+    def task_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {"month": options["month"]}
 
-    def render(self, summary: dict[str, Any]) -> None:
-        self.stdout.write(f"rendered {summary['status']}")
+    def render(self, result: FakeResult) -> None:
+        self.stdout.write(f"rendered {result.status}")
 
 
 def run(command, *args: str) -> str:
@@ -109,42 +125,68 @@ def queued_messages(client: redis.Redis) -> list[dict[str, Any]]:
     return messages
 
 
-def test_a_run_here_passes_the_manual_trigger_and_renders_the_summary():
-    task = FakeTask()
+def test_a_run_here_passes_the_manual_trigger_and_renders_the_result():
+    fake = FakeOperation()
 
-    output = run(MonthCommand(task), "--month", "3")
+    output = run(MonthCommand(fake), "--month", "3")
 
-    assert task.calls == [{"month": 3, "trigger": "manual"}]
-    assert task.enqueued == []
+    assert fake.calls == [{"month": 3, "trigger": Trigger.MANUAL}]
+    assert fake.enqueued == []
     assert output == "rendered ok\n"
 
 
-def test_json_prints_the_summary_instead_of_rendering_it():
-    summary = {"operation": "fake", "status": "ok", "closed": 2}
+def test_json_prints_the_result_as_json_instead_of_rendering_it():
+    output = run(MonthCommand(FakeOperation(FakeResult(closed=2))), "--json")
 
-    output = run(MonthCommand(FakeTask(summary)), "--json")
-
-    assert json.loads(output) == summary
+    assert json.loads(output) == {"status": "ok", "message": None, "closed": 2}
     assert "rendered" not in output
 
 
-@pytest.mark.parametrize(
-    ("status", "exit_code"), [("failed", 1), ("tampering", 3), ("already_running", 4)]
-)
+@pytest.mark.parametrize(("status", "exit_code"), [("failed", 1), ("tampering", 3)])
 def test_a_non_ok_status_exits_with_its_code_and_message(status, exit_code):
-    task = FakeTask({"operation": "fake", "status": status, "message": f"it went {status}"})
+    fake = FakeOperation(FakeResult(status=OperationStatus(status), message=f"it went {status}"))
 
-    error, output = run_failing(MonthCommand(task))
+    error, output = run_failing(MonthCommand(fake))
 
     assert error.returncode == exit_code
     assert str(error) == f"it went {status}"
     assert output == f"rendered {status}\n"
 
 
-def test_a_non_ok_status_exits_with_its_code_under_json_too():
-    task = FakeTask({"operation": "fake", "status": "tampering", "message": "chain broken"})
+def test_exit_codes_are_one_table_for_help_and_every_status():
+    assert ExitCode.help_text() == (
+        "exit codes:\n"
+        "  0  done\n"
+        "  1  the run failed, or some items failed (see the output)\n"
+        "  2  bad input: nothing was run or written\n"
+        "  3  tampering found (verify_audit_trail)\n"
+        "  4  another run of this operation is already in progress\n"
+        "  5  --enqueue could not reach the broker\n"
+    )
+    assert [ExitCode.for_status(status) for status in OperationStatus] == [0, 1, 3, 4]
 
-    error, output = run_failing(MonthCommand(task), "--json")
+
+def test_a_run_that_finds_the_lock_taken_exits_4_and_says_so_on_stderr(monkeypatch):
+    fake = FakeOperation()
+    monkeypatch.setattr(
+        "tasks.commands.operation_execute",
+        lambda operation, **kwargs: AlreadyRunning(operation="fake", trigger=Trigger.MANUAL),
+    )
+    err = StringIO()
+
+    with pytest.raises(CommandError) as info:
+        call_command(MonthCommand(fake), stdout=StringIO(), stderr=err)
+
+    assert info.value.returncode == 4
+    assert str(info.value) == "fake is already running; this run did nothing."
+    assert err.getvalue() == "fake is already running; this run did nothing.\n"
+    assert fake.calls == []
+
+
+def test_a_non_ok_status_exits_with_its_code_under_json_too():
+    fake = FakeOperation(FakeResult(status=OperationStatus.TAMPERING, message="chain broken"))
+
+    error, output = run_failing(MonthCommand(fake), "--json")
 
     assert error.returncode == 3
     assert json.loads(output)["status"] == "tampering"
@@ -152,38 +194,38 @@ def test_a_non_ok_status_exits_with_its_code_under_json_too():
 
 @pytest.mark.parametrize("extra", [[], ["--enqueue"]])
 def test_bad_input_exits_2_with_one_line_before_anything_runs_or_is_enqueued(extra):
-    task = FakeTask()
+    fake = FakeOperation()
 
-    error, output = run_failing(MonthCommand(task), "--month", "13", *extra)
+    error, output = run_failing(MonthCommand(fake), "--month", "13", *extra)
 
     assert error.returncode == 2
     assert str(error) == "--month must be between 1 and 12, not 13."
-    assert task.calls == [] and task.enqueued == []
+    assert fake.calls == [] and fake.enqueued == []
     assert output == ""
 
 
 def test_an_option_of_the_wrong_type_exits_2():
-    task = FakeTask()
+    fake = FakeOperation()
 
-    error, _ = run_failing(MonthCommand(task), "--month", "march")
+    error, _ = run_failing(MonthCommand(fake), "--month", "march")
 
     assert error.returncode == 2
     assert "\n" not in str(error)
-    assert task.calls == []
+    assert fake.calls == []
 
 
 def test_enqueue_sends_the_task_with_the_manual_enqueue_trigger_and_prints_its_id():
-    task = FakeTask()
+    fake = FakeOperation()
 
-    output = run(MonthCommand(task), "--month", "3", "--enqueue")
+    output = run(MonthCommand(fake), "--month", "3", "--enqueue")
 
-    assert task.enqueued == [{"kwargs": {"month": 3, "trigger": ENQUEUED}, "retry": False}]
-    assert task.calls == []
+    assert fake.enqueued == [{"kwargs": {"month": 3, "trigger": ENQUEUED}, "retry": False}]
+    assert fake.calls == []
     assert output == "Enqueued tests.fake_operation as task fake-task-id\n"
 
 
 def test_enqueue_with_json_prints_the_task_id_as_json():
-    output = run(MonthCommand(FakeTask()), "--enqueue", "--json")
+    output = run(MonthCommand(FakeOperation()), "--enqueue", "--json")
 
     assert json.loads(output) == {"task_id": "fake-task-id", "task": "tests.fake_operation"}
 
