@@ -9,6 +9,7 @@ COPY pyproject.toml README.md ./
 COPY project ./project
 COPY payments ./payments
 COPY auditing ./auditing
+COPY mailing ./mailing
 COPY reporting ./reporting
 COPY tasks ./tasks
 COPY scripts ./scripts

@@ -228,3 +228,14 @@ def test_flower_starts_with_basic_auth_when_given_user_and_password(tmp_path):
     assert arguments[:3] == ["-A", "project", "flower"]
     assert "--basic-auth=ops:s3cret" in arguments
     assert "--port=5555" in arguments
+
+
+def test_the_image_copies_every_first_party_app():
+    """An app missing from the image would pass every test here and fail at start-up."""
+    from django.conf import settings
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    first_party = [app for app in settings.INSTALLED_APPS if (ROOT / app).is_dir()]
+    assert first_party == ["auditing", "mailing", "payments", "reporting", "tasks"]
+    for app in [*first_party, "project"]:
+        assert re.search(rf"^COPY {app} \./{app}$", dockerfile, re.MULTILINE), app
