@@ -15,12 +15,14 @@ def move_content_types(apps, schema_editor, *, source, target):
     ContentType = apps.get_model("contenttypes", "ContentType")
     db = schema_editor.connection.alias
     for model in MOVED:
-        # A fresh database may already hold the target row; keep the one with permissions.
-        if ContentType.objects.using(db).filter(app_label=target, model=model).exists():
+        source_rows = ContentType.objects.using(db).filter(app_label=source, model=model)
+        if not source_rows.exists():
             continue
-        ContentType.objects.using(db).filter(app_label=source, model=model).update(
-            app_label=target
-        )
+        # The source row carries the permissions granted to groups and users. A target row
+        # can only be a fresh one from post_migrate, granted to nobody yet: drop it (and its
+        # permissions) so that the source row can take its place.
+        ContentType.objects.using(db).filter(app_label=target, model=model).delete()
+        source_rows.update(app_label=target)
 
 
 def forwards(apps, schema_editor):
