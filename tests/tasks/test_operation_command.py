@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -303,3 +304,12 @@ def test_enqueue_to_an_unreachable_redis_exits_5_on_the_command_line():
     assert line.startswith(
         "CommandError: Could not reach the broker to enqueue tasks.close_expired_sessions:"
     )
+
+
+def test_the_readme_lists_the_same_exit_codes_as_the_enum():
+    readme = (PROJECT_DIR / "README.md").read_text()
+    rows = re.findall(r"^\| (\d) \| (.+) \|$", readme, re.MULTILINE)
+
+    assert [int(code) for code, _ in rows] == [code.value for code in ExitCode]
+    for (_, meaning), code in zip(rows, ExitCode, strict=True):
+        assert meaning.startswith(code.meaning), (meaning, code.meaning)
