@@ -1,4 +1,5 @@
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -6,7 +7,9 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from auditing.hashing import compute_entry_hash, normalize_data
-from auditing.models import GENESIS_HASH, AuditEntry
+from auditing.models import GENESIS_HASH, AuditEntry, VerificationRun
+from auditing.selectors import ChainHead
+from auditing.verification import VerificationResult, Violation
 
 SYSTEM_ACTOR_NAME = "system"
 
@@ -54,3 +57,44 @@ def audit_entry_append(
         entry.current_hash = compute_entry_hash(entry)
         entry.save(force_insert=True)
     return entry
+
+
+def verification_run_start(
+    *,
+    started_at: dt.datetime,
+    trigger: str,
+    full: bool,
+    range_start: dt.date | None,
+    range_end: dt.date | None,
+    head: ChainHead | None,
+) -> VerificationRun:
+    """Record a run as it starts, with the chain's head it sees: later runs compare their
+    head with it to detect truncation."""
+    return VerificationRun.objects.create(
+        started_at=started_at,
+        trigger=str(trigger),
+        full=full,
+        range_start=range_start,
+        range_end=range_end,
+        head_sequence=head.sequence if head else None,
+        head_hash=head.current_hash if head else "",
+    )
+
+
+def verification_run_finish(
+    *,
+    run: VerificationRun,
+    result: VerificationResult,
+    violations: Sequence[Violation],
+    duration_ms: int,
+) -> VerificationRun:
+    """Store what the run checked and found. ``violations``: the chain's, and a truncation."""
+    run.finished_at = timezone.now()
+    run.entries_checked = result.entries_checked
+    run.first_sequence = result.first_sequence
+    run.last_sequence = result.last_sequence
+    run.intact = not violations
+    run.violations = [violation.as_dict() for violation in violations]
+    run.duration_ms = duration_ms
+    run.save()
+    return run

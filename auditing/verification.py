@@ -7,8 +7,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from django.utils import timezone
+
 from auditing.hashing import compute_entry_hash
-from auditing.models import GENESIS_HASH, AuditEntry
+from auditing.models import GENESIS_HASH, AuditEntry, VerificationRun
+from auditing.selectors import audit_entry_get, audit_sequences_in_period
 
 STREAM_CHUNK_SIZE = 2000
 
@@ -17,26 +20,37 @@ class ViolationKind(StrEnum):
     CONTENT_MISMATCH = "content_mismatch"
     BROKEN_LINK = "broken_link"
     GAP = "gap"
+    # The chain is shorter than an earlier run saw it (see chain_truncation_check).
+    TRUNCATED = "truncated"
 
 
 @dataclass(frozen=True)
 class Violation:
+    """One finding. ``detail`` is the English sentence kept with the run; a truncation
+    also names the earlier run whose recorded head shows it (``seen_run``, ``seen_at``)."""
+
     sequence: int
     timestamp: dt.datetime | None
     kind: ViolationKind
     expected: str
     stored: str
     detail: str
+    seen_run: int | None = None
+    seen_at: dt.datetime | None = None
 
     def as_dict(self) -> dict:
-        return {
+        """The row stored with the run: times in local ISO 8601."""
+        row = {
             "sequence": self.sequence,
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "timestamp": _local_iso(self.timestamp),
             "kind": str(self.kind),
             "expected": self.expected,
             "stored": self.stored,
             "detail": self.detail,
         }
+        if self.seen_run is not None:
+            row.update(seen_run=self.seen_run, seen_at=_local_iso(self.seen_at))
+        return row
 
 
 @dataclass
@@ -135,16 +149,66 @@ def chain_verify_period(
     The period picks the first and last sequence numbers; everything between them is
     checked by sequence, so an entry with an odd timestamp cannot hide inside the range.
     """
-    in_period = AuditEntry.objects.all()
-    if start is not None:
-        in_period = in_period.filter(timestamp__gte=start)
-    if end is not None:
-        in_period = in_period.filter(timestamp__lt=end)
-    first = in_period.order_by("sequence").values_list("sequence", flat=True).first()
-    if first is None:
+    sequences = audit_sequences_in_period(start=start, end=end)
+    if sequences is None:
         return VerificationResult()
-    last = in_period.order_by("-sequence").values_list("sequence", flat=True).first()
+    first, last = sequences
     return chain_verify(start_sequence=first, end_sequence=last)
+
+
+def chain_truncation_check(
+    *, head_sequence: int | None, recorded: VerificationRun | None
+) -> Violation | None:
+    """Compare the head with the highest one an earlier run (``recorded``) saw.
+
+    Lower now: the newest entries were removed. Same height but another hash at the
+    recorded head: entries were removed and the chain appended again from there.
+    """
+    if recorded is None:
+        return None
+    seen_on = f"run #{recorded.pk} on {timezone.localtime(recorded.started_at):%Y-%m-%d %H:%M}"
+    current = head_sequence or 0
+    if recorded.head_sequence > current:
+        first_missing = current + 1
+        missing = (
+            f"entry {first_missing} is"
+            if first_missing == recorded.head_sequence
+            else f"entries {first_missing} to {recorded.head_sequence} are"
+        )
+        return Violation(
+            sequence=first_missing,
+            timestamp=None,
+            kind=ViolationKind.TRUNCATED,
+            expected=str(recorded.head_sequence),
+            stored=str(current),
+            detail=(
+                f"the chain ends at {current or 'no entry'} but {seen_on} saw it end at "
+                f"{recorded.head_sequence}: {missing} missing from the end"
+            ),
+            seen_run=recorded.pk,
+            seen_at=recorded.started_at,
+        )
+    entry = audit_entry_get(sequence=recorded.head_sequence)
+    if entry is None or entry.current_hash == recorded.head_hash:
+        # A missing entry is a gap: a run whose range covers it reports it.
+        return None
+    return Violation(
+        sequence=recorded.head_sequence,
+        timestamp=entry.timestamp,
+        kind=ViolationKind.TRUNCATED,
+        expected=recorded.head_hash,
+        stored=entry.current_hash,
+        detail=(
+            f"{seen_on} recorded another hash for this entry, then the head: the chain "
+            "was cut back and appended again"
+        ),
+        seen_run=recorded.pk,
+        seen_at=recorded.started_at,
+    )
+
+
+def _local_iso(value: dt.datetime | None) -> str | None:
+    return timezone.localtime(value).isoformat() if value else None
 
 
 def _gap_detail(expected: int, found: int) -> str:

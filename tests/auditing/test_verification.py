@@ -3,13 +3,19 @@ import datetime as dt
 import pytest
 import time_machine
 from django.test import override_settings
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditing.hashing import compute_entry_hash, normalize_data
-from auditing.models import GENESIS_HASH, AuditEntry
+from auditing.models import GENESIS_HASH, AuditEntry, VerificationRun
 from auditing.services import audit_entry_append
-from auditing.verification import ViolationKind, chain_verify, chain_verify_period
+from auditing.verification import (
+    ViolationKind,
+    chain_truncation_check,
+    chain_verify,
+    chain_verify_period,
+)
 from tests.auditing import strategies
 from tests.auditing.tampering import (
     COLUMNS,
@@ -242,7 +248,7 @@ def test_modified_data_is_reported_at_that_entry_only():
     assert violation.timestamp == entries[2].timestamp
     assert violation.as_dict() == {
         "sequence": 3,
-        "timestamp": entries[2].timestamp.isoformat(),
+        "timestamp": timezone.localtime(entries[2].timestamp).isoformat(),
         "kind": "content_mismatch",
         "expected": violation.expected,
         "stored": entries[2].current_hash,
@@ -392,3 +398,70 @@ def test_changing_any_field_is_reported_at_that_entry(column, specs, draw, users
             # Nothing before the altered entry is blamed. (A moved entry leaves a gap at
             # its old place, which is rightly reported too.)
             assert result.violations[0].sequence == reported_at
+
+
+# --- Truncation: the head compared with the longest chain an earlier run saw ---------------
+
+
+def _seen(head: AuditEntry | None, *, head_sequence: int | None = None) -> VerificationRun:
+    return VerificationRun.objects.create(
+        started_at=DAY_1 + dt.timedelta(days=30),
+        trigger="beat",
+        head_sequence=head.sequence if head else head_sequence,
+        head_hash=head.current_hash if head else "",
+    )
+
+
+def test_no_earlier_run_means_no_truncation_finding():
+    _append_daily(3)
+
+    assert chain_truncation_check(head_sequence=3, recorded=None) is None
+
+
+def test_a_head_lower_than_a_recorded_one_is_a_truncation():
+    entries = _append_daily(5)
+    seen = _seen(entries[-1])
+
+    violation = chain_truncation_check(head_sequence=3, recorded=seen)
+
+    assert (violation.kind, violation.sequence, violation.timestamp) == (
+        ViolationKind.TRUNCATED,
+        4,
+        None,
+    )
+    assert (violation.expected, violation.stored) == ("5", "3")
+    assert (violation.seen_run, violation.seen_at) == (seen.pk, seen.started_at)
+    assert violation.detail == (
+        f"the chain ends at 3 but run #{seen.pk} on 2026-05-01 12:00 saw it end at 5: "
+        "entries 4 to 5 are missing from the end"
+    )
+
+
+def test_an_emptied_chain_is_a_truncation_from_entry_1():
+    violation = chain_truncation_check(head_sequence=None, recorded=_seen(None, head_sequence=1))
+
+    assert (violation.sequence, violation.expected, violation.stored) == (1, "1", "0")
+    assert violation.detail.startswith("the chain ends at no entry but run #")
+    assert violation.detail.endswith("saw it end at 1: entry 1 is missing from the end")
+
+
+def test_another_hash_at_the_recorded_head_is_a_chain_cut_back_and_appended_again():
+    entries = _append_daily(3)
+    seen = VerificationRun.objects.create(
+        started_at=DAY_1, trigger="beat", head_sequence=3, head_hash="f" * 64
+    )
+
+    violation = chain_truncation_check(head_sequence=3, recorded=seen)
+
+    assert (violation.kind, violation.sequence) == (ViolationKind.TRUNCATED, 3)
+    assert violation.timestamp == entries[2].timestamp
+    assert (violation.expected, violation.stored) == ("f" * 64, entries[2].current_hash)
+    assert (violation.seen_run, violation.seen_at) == (seen.pk, DAY_1)
+    assert violation.as_dict()["seen_at"] == "2026-04-01T12:00:00+03:00"
+
+
+@pytest.mark.parametrize("head_sequence", [3, 4])
+def test_the_same_or_a_longer_chain_is_no_truncation(head_sequence):
+    entries = _append_daily(4)
+
+    assert chain_truncation_check(head_sequence=head_sequence, recorded=_seen(entries[2])) is None
