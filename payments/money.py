@@ -3,7 +3,6 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.formats import number_format
-from django.utils.functional import lazy
 
 # ISO 4217 minor units of the currencies the network may use.
 MINOR_UNITS = {"MGA": 2, "EUR": 2, "USD": 2, "MUR": 2, "XOF": 0, "XAF": 0, "KMF": 0}
@@ -33,8 +32,3 @@ def format_money(amount: Decimal | None, *, currency: str) -> str:
     rounded = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     formatted = number_format(rounded, decimal_pos=places, use_l10n=True, force_grouping=True)
     return f"{formatted} {currency}"
-
-
-# For email contexts: formats when the template renders, in the email's language, not
-# in whatever language was active where the context was built.
-format_money_lazy = lazy(format_money, str)

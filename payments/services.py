@@ -3,16 +3,25 @@ its audit entry, so a change never lands without its entry, nor an entry without
 """
 
 import datetime as dt
+import enum
 import logging
-from collections.abc import Iterable
-from decimal import Decimal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from auditing.services import audit_entry_append
+from mailing.addresses import InvalidEmailAddress, email_address_validate
+from mailing.models import EmailMessage
+from mailing.rendering import subject_render, text_render
+from mailing.services import email_queue
 from payments.errors import PaymentsError
 from payments.models import (
     Agent,
@@ -21,11 +30,16 @@ from payments.models import (
     Commission,
     CommissionStatus,
     DailyCounter,
+    Notification,
+    NotificationKind,
+    ReconciliationReminder,
+    ReminderKind,
     SessionStatus,
     SystemConfiguration,
     TransactionStatus,
 )
 from payments.money import commission_for, format_money, round_money
+from payments.selectors import AgentBacklog, ReconciliationBacklog
 
 logger = logging.getLogger(__name__)
 
@@ -441,3 +455,301 @@ def session_close_automatically(
         auto_closed=True,
         audit_data=audit_data,
     )
+
+
+# Agents' notifications ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentNotice:
+    """An in-app notification left for an agent, and the id of the email that repeats it
+    (None when the agent has no usable address)."""
+
+    notification: Notification
+    email_id: int | None
+
+
+def agent_notification_send(
+    *,
+    agent: Agent,
+    kind: NotificationKind,
+    template: str,
+    context: Mapping[str, Any],
+    session: CashSession | None = None,
+) -> AgentNotice:
+    """Leave an in-app notification, and email it too when the agent has an address.
+
+    Every text comes from ``template``, rendered in the email language:
+    ``<template>.subject.txt`` (the notification's title and the email's subject),
+    ``<template>.message.txt`` (the in-app message), ``<template>.txt`` and ``.html``.
+    Call inside the transaction of the change it reports: both commit with it, and the
+    email goes out only after the commit.
+    """
+    context = {"agent": agent, "session": session, "time_zone": settings.TIME_ZONE, **context}
+    notification = Notification.objects.create(
+        agent=agent,
+        kind=kind,
+        session=session,
+        title=subject_render(template=template, context=context),
+        message=text_render(template=f"{template}.message.txt", context=context).strip(),
+    )
+    try:
+        address = email_address_validate(agent.email) if agent.email else None
+    except InvalidEmailAddress as error:
+        # A bad stored address must not block the change it reports: in-app only.
+        logger.warning(
+            "Agent %s has an unusable email address (%s); in-app only", agent.code, error
+        )
+        address = None
+    if not address:
+        return AgentNotice(notification=notification, email_id=None)
+    email = email_queue(
+        purpose=str(kind),
+        recipients=[address],
+        template=template,
+        context=context,
+        about=session.number if session else agent.code,
+        subject_object=session or agent,
+    )
+    return AgentNotice(notification=notification, email_id=email.pk)
+
+
+# Expired sessions (close_expired_sessions) -------------------------------------------
+
+TENTH = Decimal("0.1")
+SESSION_AUTO_CLOSED_NOTES = "payments/records/session_auto_closed.notes.txt"
+
+
+class ExpiredSessionOutcome(enum.StrEnum):
+    CLOSED = "closed"
+    # Closed meanwhile, or held by a concurrent run that has it in hand.
+    ALREADY_HANDLED = "already_handled"
+    # A payment committed since the selection: the session needs a cash count.
+    HAS_PAYMENTS = "has_payments"
+
+
+@dataclass(frozen=True)
+class ExpiredSessionClosure:
+    outcome: ExpiredSessionOutcome
+    email_id: int | None = None
+
+
+def session_close_expired(
+    *,
+    session_id: int,
+    run_at: dt.datetime,
+    trigger: str,
+    force: bool,
+    transaction_count: int,
+    config: SystemConfiguration,
+) -> ExpiredSessionClosure:
+    """Close a session left open past the timeout, for the system, with the cash not
+    counted; note why on the session, audit it and tell its agent, in one transaction.
+
+    ``transaction_count`` is the count the run selected the session with. Without
+    ``force`` a session with payments is left for its agent to count.
+    """
+    with transaction.atomic():
+        # skip_locked: a concurrent run holding this session has it in hand.
+        locked = (
+            CashSession.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("agent")
+            .filter(pk=session_id, status=SessionStatus.OPEN)
+            .first()
+        )
+        if locked is None:
+            return ExpiredSessionClosure(ExpiredSessionOutcome.ALREADY_HANDLED)
+        if not force and locked.transactions.exists():
+            return ExpiredSessionClosure(ExpiredSessionOutcome.HAS_PAYMENTS)
+        forced = force and bool(transaction_count)
+        hours_open = (run_at - locked.opened_at).total_seconds() / 3600
+        notes = render_to_string(
+            SESSION_AUTO_CLOSED_NOTES,
+            {
+                "trigger": trigger,
+                "ran_at": run_at,
+                # As the notes always said it: rounded half-even, like f"{hours:.1f}".
+                "hours_open": Decimal(hours_open).quantize(TENTH, rounding=ROUND_HALF_EVEN),
+                "timeout_hours": config.session_timeout_hours,
+                "forced": forced,
+            },
+        ).strip()
+        closed = session_close_automatically(
+            session=locked,
+            notes=notes,
+            audit_data={
+                "trigger": trigger,
+                "timeout_hours": config.session_timeout_hours,
+                "forced": forced,
+                "transactions": transaction_count,
+            },
+        )
+        notice = agent_notification_send(
+            agent=closed.agent,
+            kind=NotificationKind.SESSION_AUTO_CLOSED,
+            session=closed,
+            template="payments/email/session_auto_closed",
+            context={
+                "opened_at": closed.opened_at,
+                "closed_at": closed.closed_at,
+                # As the in-app message always said it: cut to one decimal, not rounded.
+                "hours_open": Decimal(repr(hours_open)).quantize(TENTH, rounding=ROUND_DOWN),
+                "timeout_hours": config.session_timeout_hours,
+                "forced": forced,
+                "transaction_count": transaction_count,
+                "expected": closed.expected_balance,
+                "currency": config.currency_code,
+            },
+        )
+    return ExpiredSessionClosure(ExpiredSessionOutcome.CLOSED, email_id=notice.email_id)
+
+
+def session_expiry_notify(
+    *,
+    session_id: int,
+    transaction_count: int,
+    expected_balance: Decimal,
+    config: SystemConfiguration,
+) -> AgentNotice | None:
+    """Tell the agent once, not every hour, that an expired session with payments must be
+    counted and closed. None when the agent was already told, or the session is no longer
+    open or is in another run's hands."""
+    with transaction.atomic():
+        locked = (
+            CashSession.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("agent")
+            .filter(pk=session_id, status=SessionStatus.OPEN, expiry_notified_at__isnull=True)
+            .first()
+        )
+        if locked is None:
+            return None
+        locked.expiry_notified_at = timezone.now()
+        locked.save(update_fields=["expiry_notified_at"])
+        audit_entry_append(
+            action="session.expiry_notified",
+            actor=None,
+            subject=locked,
+            data={
+                "number": locked.number,
+                "agent": locked.agent.code,
+                "transactions": transaction_count,
+            },
+        )
+        return agent_notification_send(
+            agent=locked.agent,
+            kind=NotificationKind.SESSION_EXPIRED,
+            session=locked,
+            template="payments/email/session_expired",
+            context={
+                "opened_at": locked.opened_at,
+                "expires_at": session_expires_at(session=locked, config=config),
+                "timeout_hours": config.session_timeout_hours,
+                "transaction_count": transaction_count,
+                "expected": expected_balance,
+                "currency": config.currency_code,
+            },
+        )
+
+
+# Reconciliation reminders (reconciliation_reminder) ----------------------------------
+# One reminder row per agent (and one for the administrators' summary) per local day,
+# written in the same transaction as the notification and its audit entry, makes a
+# retried run send nothing twice.
+
+
+def _reminder_record(
+    *, kind: ReminderKind, agent: Agent | None, day: dt.date, session_numbers: list[str]
+) -> ReconciliationReminder | None:
+    """The row, or None when a concurrent run recorded it first: the unique constraint
+    is the last word, and the savepoint keeps the caller's transaction usable."""
+    try:
+        with transaction.atomic():
+            return ReconciliationReminder.objects.create(
+                kind=kind, agent=agent, day=day, session_numbers=session_numbers
+            )
+    except IntegrityError:
+        return None
+
+
+def reconciliation_reminder_send(
+    *, backlog: AgentBacklog, day: dt.date, days: int, currency: str, trigger: str
+) -> AgentNotice | None:
+    """Remind one agent of their sessions waiting for reconciliation: the day's reminder
+    row, its audit entry and the notification (and email) in one transaction. None when
+    the agent was already reminded that day."""
+    numbers = [row.number for row in backlog.sessions]
+    with transaction.atomic():
+        agent = Agent.objects.get(pk=backlog.agent_id)
+        reminder = _reminder_record(
+            kind=ReminderKind.AGENT, agent=agent, day=day, session_numbers=numbers
+        )
+        if reminder is None:
+            return None
+        audit_entry_append(
+            action="reconciliation.reminded",
+            actor=None,
+            subject=reminder,
+            data={
+                "kind": ReminderKind.AGENT,
+                "agent": agent.code,
+                "day": day,
+                "sessions": numbers,
+                "trigger": trigger,
+            },
+        )
+        return agent_notification_send(
+            agent=agent,
+            kind=NotificationKind.RECONCILIATION_REMINDER,
+            template="payments/email/reconciliation_reminder",
+            context={"group": backlog, "day": day, "days": days, "currency": currency},
+        )
+
+
+def reconciliation_summary_send(
+    *,
+    backlog: ReconciliationBacklog,
+    day: dt.date,
+    days: int,
+    recipients: list[str],
+    currency: str,
+    trigger: str,
+) -> EmailMessage | None:
+    """Email the administrators the day's summary of every session waiting for
+    reconciliation: its reminder row, audit entry and email in one transaction. None when
+    it was already sent that day."""
+    numbers = backlog.session_numbers
+    with transaction.atomic():
+        reminder = _reminder_record(
+            kind=ReminderKind.ADMIN_SUMMARY, agent=None, day=day, session_numbers=numbers
+        )
+        if reminder is None:
+            return None
+        audit_entry_append(
+            action="reconciliation.reminded",
+            actor=None,
+            subject=reminder,
+            data={
+                "kind": ReminderKind.ADMIN_SUMMARY,
+                "agent": None,
+                "day": day,
+                "sessions": numbers,
+                "recipients": recipients,
+                "trigger": trigger,
+            },
+        )
+        return email_queue(
+            purpose="reconciliation_summary",
+            recipients=recipients,
+            template="payments/email/reconciliation_summary",
+            context={
+                "day": day,
+                "days": days,
+                "since": backlog.since,
+                "stats": backlog,
+                "groups": backlog.agents,
+                "currency": currency,
+                "time_zone": timezone.get_default_timezone_name(),
+            },
+            about=f"reconciliation {day:%Y-%m-%d}",
+            subject_object=reminder,
+        )

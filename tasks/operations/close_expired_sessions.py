@@ -1,8 +1,34 @@
-"""TRANSITION adapter: replaced by the typed operation."""
+"""close_expired_sessions: close the cash sessions left open past the configured timeout.
 
+A session with payments is skipped (its agent told once) unless ``force``: its cash needs
+a count. One failing session never stops the others; the run then fails as a whole.
+"""
+
+import datetime as dt
+import enum
+import logging
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
+from django.utils import timezone
+
+from mailing.selectors import EmailOutcomes, email_outcomes
+from payments.models import SystemConfiguration
+from payments.selectors import ExpiredSession, expired_sessions_list
+from payments.services import (
+    ExpiredSessionOutcome,
+    session_close_expired,
+    session_expiry_notify,
+)
+from tasks.inputs import InvalidInput
+from tasks.results import OperationStatus, Trigger, omitted_when_none
 from tasks.runner import Operation
+
+logger = logging.getLogger(__name__)
+
+NAME = "close_expired_sessions"
+SKIP_REASON = "has transactions; use --force"
 
 
 @dataclass(frozen=True)
@@ -11,19 +37,178 @@ class Options:
     force: bool = False
 
 
-def options_parse(*, dry_run: bool = False, force: bool = False) -> Options:
-    return Options(dry_run=dry_run, force=force)
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false, not {value!r:.40}.")
+    return value
 
 
-def run(*, options: Options, trigger: str) -> dict:
-    from payments.expiry import expired_sessions_close
+def options_parse(*, dry_run: Any = False, force: Any = False) -> Options:
+    return Options(dry_run=_flag("dry_run", dry_run), force=_flag("force", force))
 
-    return expired_sessions_close(dry_run=options.dry_run, force=options.force, trigger=trigger)
+
+class SessionAction(enum.StrEnum):
+    CLOSED = "closed"
+    WOULD_CLOSE = "would_close"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    ALREADY_HANDLED = "already_handled"
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    session: str
+    agent: str
+    agent_name: str
+    opened_at: dt.datetime
+    transactions: int
+    expected_balance: Decimal
+    action: SessionAction
+    reason: str | None = omitted_when_none()
+    # Only for a skipped session in a run that writes: whether this run told the agent.
+    agent_notified: bool | None = omitted_when_none()
+    error: str | None = omitted_when_none()
+
+
+@dataclass(frozen=True)
+class Result:
+    trigger: Trigger
+    status: OperationStatus
+    dry_run: bool
+    force: bool
+    timeout_hours: int
+    currency: str
+    ran_at: dt.datetime
+    closed: int
+    would_close: int
+    skipped: int
+    already_handled: int
+    failed: int
+    sessions: tuple[SessionRow, ...]
+    emails: EmailOutcomes
+    operation: str = NAME
+    message: str | None = omitted_when_none()
+
+
+def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
+    trigger = Trigger(trigger)
+    config = SystemConfiguration.load()
+    now = timezone.now()
+    rows: list[SessionRow] = []
+    email_ids: list[int] = []
+    for session in expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours):
+        row = {
+            "session": session.number,
+            "agent": session.agent_code,
+            "agent_name": session.agent_name,
+            "opened_at": session.opened_at,
+            "transactions": session.transaction_count,
+            "expected_balance": session.expected_balance,
+        }
+        if session.transaction_count and not options.force:
+            row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
+            if not options.dry_run:
+                row.update(_notify_expired(session=session, config=config, email_ids=email_ids))
+        elif options.dry_run:
+            row["action"] = SessionAction.WOULD_CLOSE
+        else:
+            row.update(
+                _close(
+                    session=session,
+                    config=config,
+                    now=now,
+                    trigger=trigger,
+                    force=options.force,
+                    email_ids=email_ids,
+                )
+            )
+        rows.append(SessionRow(**row))
+
+    counts = {action: sum(1 for row in rows if row.action == action) for action in SessionAction}
+    failed = counts[SessionAction.FAILED]
+    logger.info(
+        "close_expired_sessions (%s%s): closed %s, skipped %s, failed %s",
+        trigger,
+        ", dry run" if options.dry_run else "",
+        counts[SessionAction.CLOSED],
+        counts[SessionAction.SKIPPED],
+        failed,
+    )
+    return Result(
+        trigger=trigger,
+        status=OperationStatus.FAILED if failed else OperationStatus.OK,
+        dry_run=options.dry_run,
+        force=options.force,
+        timeout_hours=config.session_timeout_hours,
+        currency=config.currency_code,
+        ran_at=now,
+        closed=counts[SessionAction.CLOSED],
+        would_close=counts[SessionAction.WOULD_CLOSE],
+        skipped=counts[SessionAction.SKIPPED],
+        already_handled=counts[SessionAction.ALREADY_HANDLED],
+        failed=failed,
+        sessions=tuple(rows),
+        emails=email_outcomes(email_ids),
+        message=f"{failed} session(s) could not be closed; see the output." if failed else None,
+    )
+
+
+def _close(
+    *,
+    session: ExpiredSession,
+    config: SystemConfiguration,
+    now: dt.datetime,
+    trigger: Trigger,
+    force: bool,
+    email_ids: list[int],
+) -> dict[str, Any]:
+    try:
+        closure = session_close_expired(
+            session_id=session.pk,
+            run_at=now,
+            trigger=trigger.value,
+            force=force,
+            transaction_count=session.transaction_count,
+            config=config,
+        )
+    except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
+        logger.exception("Auto-close of session %s failed", session.number)
+        return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
+    if closure.email_id:
+        email_ids.append(closure.email_id)
+    if closure.outcome == ExpiredSessionOutcome.HAS_PAYMENTS:
+        return {"action": SessionAction.SKIPPED, "reason": SKIP_REASON}
+    if closure.outcome == ExpiredSessionOutcome.ALREADY_HANDLED:
+        return {"action": SessionAction.ALREADY_HANDLED}
+    return {"action": SessionAction.CLOSED}
+
+
+def _notify_expired(
+    *, session: ExpiredSession, config: SystemConfiguration, email_ids: list[int]
+) -> dict[str, Any]:
+    """Tell the agent once, not every hour, that the session must be closed with a count."""
+    if session.expiry_notified_at is not None:
+        return {"agent_notified": False}
+    try:
+        notice = session_expiry_notify(
+            session_id=session.pk,
+            transaction_count=session.transaction_count,
+            expected_balance=session.expected_balance,
+            config=config,
+        )
+    except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
+        logger.exception("Expiry notice for session %s failed", session.number)
+        return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
+    if notice is None:
+        return {"agent_notified": False}
+    if notice.email_id:
+        email_ids.append(notice.email_id)
+    return {"agent_notified": True}
 
 
 OPERATION = Operation(
-    name="close_expired_sessions",
+    name=NAME,
     parse=options_parse,
-    run=run,
+    run=close_expired_sessions,
     takes_lock=lambda options: not options.dry_run,
 )

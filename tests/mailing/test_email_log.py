@@ -66,6 +66,7 @@ def queue(session, **overrides: Any) -> EmailMessage:
             "timeout_hours": 12,
             "transaction_count": 2,
             "expected": "20,000.00 MGA",
+            "currency": "MGA",
             "time_zone": "Indian/Antananarivo",
         },
         "about": session.number,

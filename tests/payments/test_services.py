@@ -4,16 +4,30 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from auditing.models import AuditEntry
+from mailing.models import EmailMessage
 from payments.models import (
+    Agent,
     CashSession,
     CommissionStatus,
+    Notification,
+    NotificationKind,
+    ReconciliationReminder,
+    ReminderKind,
     SessionStatus,
     TransactionStatus,
 )
+from payments.selectors import reconciliation_backlog
 from payments.services import (
+    ExpiredSessionOutcome,
+    agent_notification_send,
     commissions_mark_paid,
+    reconciliation_reminder_send,
+    reconciliation_summary_send,
     session_close,
+    session_close_expired,
     session_expected_balance,
+    session_expiry_notify,
     session_open,
     session_reconcile,
     transaction_record,
@@ -22,6 +36,7 @@ from payments.services import (
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
+    CashTransactionFactory,
     CommissionFactory,
     StaffUserFactory,
 )
@@ -734,3 +749,282 @@ def test_marking_paid_appends_one_commission_paid_entry_per_newly_paid_commissio
             "agent": commission.agent.code,
             "amount": "100.00",
         }
+
+
+# Agents' notifications -----------------------------------------------------------------
+
+HOUR = dt.timedelta(hours=1)
+
+
+def expired_session(*, hours: float = 13, **fields) -> CashSession:
+    return CashSessionFactory(opened_at=MORNING - dt.timedelta(hours=hours), **fields)
+
+
+def test_a_notification_takes_every_text_from_its_templates_in_the_email_language(
+    settings, config, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.LANGUAGE_CODE = "fr"
+    session = expired_session(hours=13)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        notice = agent_notification_send(
+            agent=session.agent,
+            kind=NotificationKind.SESSION_EXPIRED,
+            session=session,
+            template="payments/email/session_expired",
+            context={
+                "opened_at": session.opened_at,
+                "expires_at": session.opened_at + 12 * HOUR,
+                "timeout_hours": 12,
+                "transaction_count": 1,
+                "expected": Decimal("12500.00"),
+                "currency": "MGA",
+            },
+        )
+
+    title = f"Session {session.number} expirée le 2026-11-24 : comptez les espèces et clôturez-la"
+    assert notice.notification.title == title
+    assert notice.notification.message == (
+        f"La session {session.number} a dépassé la limite de 12 h avec 1 paiement enregistré. "
+        "Comptez les espèces et clôturez-la."
+    )
+    [mail] = mailoutbox
+    assert mail.subject == title
+    assert "Espèces attendues en caisse : 12\N{NO-BREAK SPACE}500,00 MGA" in mail.body
+    assert EmailMessage.objects.get().pk == notice.email_id
+
+
+def test_an_agent_with_an_unusable_stored_address_is_notified_in_app_only(config):
+    session = expired_session(hours=13)
+    Agent.objects.filter(pk=session.agent.pk).update(email="not an address")
+    session.agent.refresh_from_db()
+
+    notice = agent_notification_send(
+        agent=session.agent,
+        kind=NotificationKind.SESSION_EXPIRED,
+        session=session,
+        template="payments/email/session_expired",
+        context={
+            "opened_at": session.opened_at,
+            "expires_at": session.opened_at + 12 * HOUR,
+            "timeout_hours": 12,
+            "transaction_count": 1,
+            "expected": Decimal("10000.00"),
+            "currency": "MGA",
+        },
+    )
+
+    assert notice.email_id is None
+    assert Notification.objects.get() == notice.notification
+    assert not EmailMessage.objects.exists()
+
+
+# Expired sessions ----------------------------------------------------------------------
+
+
+def test_closing_an_expired_session_leaves_it_uncounted_noted_audited_and_notified(
+    config, audit_entries_written
+):
+    session = expired_session(hours=13, opening_balance=Decimal("25000.00"))
+
+    with audit_entries_written() as entries:
+        closure = session_close_expired(
+            session_id=session.pk,
+            run_at=MORNING,
+            trigger="beat",
+            force=False,
+            transaction_count=0,
+            config=config,
+        )
+
+    assert closure.outcome == ExpiredSessionOutcome.CLOSED
+    session.refresh_from_db()
+    assert (session.status, session.auto_closed, session.closed_by) == (
+        SessionStatus.CLOSED,
+        True,
+        None,
+    )
+    assert (session.counted_balance, session.discrepancy) == (None, None)
+    assert session.closing_notes == (
+        "Closed automatically by close_expired_sessions (beat run) at 2026-11-24 08:00 EAT: "
+        "open 13.0 h, past the 12 h timeout. Cash not counted."
+    )
+    [entry] = entries
+    assert_audited(entry, action="session.auto_closed", actor=None, subject=session)
+    assert entry.data["notes"] == session.closing_notes
+    assert (entry.data["trigger"], entry.data["forced"], entry.data["transactions"]) == (
+        "beat",
+        False,
+        0,
+    )
+    [notification] = Notification.objects.all()
+    assert notification.kind == NotificationKind.SESSION_AUTO_CLOSED
+    assert notification.title == f"Session {session.number} closed automatically on 2026-11-24"
+    assert closure.email_id == EmailMessage.objects.get().pk
+
+
+@pytest.mark.parametrize(
+    ("open_for", "in_the_notes", "in_the_message"),
+    [
+        # 12.25 h: the notes round half to even; the message cuts.
+        (dt.timedelta(hours=12, minutes=15), "open 12.2 h", "open 12.2 h"),
+        # 12.99 h: the notes round up; the message cuts to 12.9, as it always did.
+        (dt.timedelta(hours=12, minutes=59, seconds=24), "open 13.0 h", "open 12.9 h"),
+    ],
+)
+def test_the_hours_open_read_in_the_notes_and_the_message_as_they_always_did(
+    config, open_for, in_the_notes, in_the_message
+):
+    session = CashSessionFactory(opened_at=MORNING - open_for)
+
+    session_close_expired(
+        session_id=session.pk,
+        run_at=MORNING,
+        trigger="manual",
+        force=False,
+        transaction_count=0,
+        config=config,
+    )
+
+    session.refresh_from_db()
+    assert in_the_notes in session.closing_notes
+    assert in_the_message in Notification.objects.get().message
+
+
+def test_forcing_a_session_with_payments_closed_says_so(config):
+    session = expired_session(hours=13)
+    CashTransactionFactory(session=session)
+
+    closure = session_close_expired(
+        session_id=session.pk,
+        run_at=MORNING,
+        trigger="manual",
+        force=True,
+        transaction_count=1,
+        config=config,
+    )
+
+    assert closure.outcome == ExpiredSessionOutcome.CLOSED
+    session.refresh_from_db()
+    assert "Forced although payments were recorded. Cash not counted." in session.closing_notes
+    assert AuditEntry.objects.get(action="session.auto_closed").data["forced"] is True
+    assert "Forced although payments were recorded." in Notification.objects.get().message
+
+
+def test_a_session_closed_meanwhile_or_with_new_payments_is_left_alone(config):
+    closed = expired_session(hours=13, closed=True)
+    paid = expired_session(hours=13)
+    CashTransactionFactory(session=paid)
+    audit_entries = AuditEntry.objects.count()
+
+    outcomes = [
+        session_close_expired(
+            session_id=session.pk,
+            run_at=MORNING,
+            trigger="beat",
+            force=False,
+            transaction_count=0,
+            config=config,
+        ).outcome
+        for session in (closed, paid)
+    ]
+
+    assert outcomes == [
+        ExpiredSessionOutcome.ALREADY_HANDLED,
+        ExpiredSessionOutcome.HAS_PAYMENTS,
+    ]
+    paid.refresh_from_db()
+    assert paid.status == SessionStatus.OPEN
+    assert AuditEntry.objects.count() == audit_entries
+    assert not Notification.objects.exists()
+
+
+def test_an_expiry_notice_goes_out_once(config, audit_entries_written):
+    session = expired_session(hours=13)
+    CashTransactionFactory(session=session)
+    arguments = {
+        "session_id": session.pk,
+        "transaction_count": 1,
+        "expected_balance": Decimal("15000.00"),
+        "config": config,
+    }
+
+    with audit_entries_written() as entries:
+        first = session_expiry_notify(**arguments)
+        second = session_expiry_notify(**arguments)
+
+    assert first is not None and second is None
+    session.refresh_from_db()
+    assert session.expiry_notified_at == MORNING
+    [entry] = entries
+    assert_audited(entry, action="session.expiry_notified", actor=None, subject=session)
+    assert entry.data == {"number": session.number, "agent": session.agent.code, "transactions": 1}
+    assert first.notification.title == (
+        f"Session {session.number} expired on 2026-11-24: count and close it"
+    )
+
+
+# Reconciliation reminders ---------------------------------------------------------------
+
+
+def test_an_agents_reconciliation_reminder_is_recorded_audited_and_sent_once_a_day(
+    config, audit_entries_written
+):
+    session = CashSessionFactory(uncounted=True, opened_at=MORNING - 12 * HOUR)
+    [backlog] = reconciliation_backlog(since=MORNING - 24 * HOUR).agents
+    day = dt.date(2026, 11, 24)
+
+    with audit_entries_written() as entries:
+        first = reconciliation_reminder_send(
+            backlog=backlog, day=day, days=1, currency="MGA", trigger="beat"
+        )
+        second = reconciliation_reminder_send(
+            backlog=backlog, day=day, days=1, currency="MGA", trigger="beat"
+        )
+
+    assert first is not None and second is None
+    reminder = ReconciliationReminder.objects.get()
+    assert (reminder.kind, reminder.agent, reminder.day) == (ReminderKind.AGENT, session.agent, day)
+    assert reminder.session_numbers == [session.number]
+    [entry] = entries
+    assert_audited(entry, action="reconciliation.reminded", actor=None, subject=reminder)
+    assert first.notification.title == (
+        "Reconciliation reminder 2026-11-24: 1 cash session waiting"
+    )
+    assert first.notification.message.endswith(
+        "Total discrepancy: not counted (1 session not counted)\n"
+        "Bring the cash to your administrator so these sessions can be reconciled."
+    )
+
+
+def test_the_administrators_summary_is_recorded_audited_and_sent_once_a_day(
+    config, audit_entries_written
+):
+    session = CashSessionFactory(closed=True, opened_at=MORNING - 12 * HOUR)
+    backlog = reconciliation_backlog(since=MORNING - 24 * HOUR)
+    day = dt.date(2026, 11, 24)
+    arguments = {
+        "backlog": backlog,
+        "day": day,
+        "days": 1,
+        "recipients": ["boss@example.com"],
+        "currency": "MGA",
+        "trigger": "beat",
+    }
+
+    with audit_entries_written() as entries:
+        email = reconciliation_summary_send(**arguments)
+        again = reconciliation_summary_send(**arguments)
+
+    assert again is None
+    assert email.subject == "Reconciliation summary 2026-11-24: 1 unreconciled session"
+    assert email.recipients == ["boss@example.com"]
+    reminder = ReconciliationReminder.objects.get()
+    assert (reminder.kind, reminder.agent, reminder.session_numbers) == (
+        ReminderKind.ADMIN_SUMMARY,
+        None,
+        [session.number],
+    )
+    [entry] = entries
+    assert_audited(entry, action="reconciliation.reminded", actor=None, subject=reminder)
+    assert entry.data["recipients"] == ["boss@example.com"]

@@ -1,5 +1,5 @@
 """close_expired_sessions: which sessions close, what a closure leaves behind, and what the
-command prints and returns."""
+command prints and returns (the operation in tasks/operations/, its command and its task)."""
 
 import datetime as dt
 import json
@@ -12,19 +12,28 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.conf import settings
 from django.core.mail.backends.locmem import EmailBackend
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.utils import timezone
 
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus
-from payments import expiry
+from payments import services
 from payments.errors import PaymentsError
 from payments.models import CashSession, Notification, NotificationKind, SessionStatus
 from payments.services import transaction_record
+from tasks import tasks
+from tasks.inputs import InvalidInput
+from tasks.operations.close_expired_sessions import (
+    Options,
+    Result,
+    SessionAction,
+    close_expired_sessions,
+    options_parse,
+)
+from tasks.results import OperationStatus, Trigger
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
@@ -32,37 +41,20 @@ from tests.factories import (
     CommissionFactory,
 )
 
-pytestmark = pytest.mark.django_db
-
-PROJECT_DIR = Path(settings.BASE_DIR)
 LOCAL = ZoneInfo("Indian/Antananarivo")
 # 12:00 UTC. A session opened 13 h earlier opened at 02:00 local, still 23:00 UTC the day before.
 NOW = dt.datetime(2026, 3, 10, 15, 0, tzinfo=LOCAL)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.frozen_at(NOW)]
+
+PROJECT_DIR = Path(settings.BASE_DIR)
+COMMAND = "close_expired_sessions"
 HOUR = dt.timedelta(hours=1)
 SUMMARY_SKIP = "(has transactions; use --force)"
 
 
-@pytest.fixture
-def clock():
-    with time_machine.travel(NOW, tick=False) as traveller:
-        yield traveller
-
-
 def expired(*, hours: float = 13, **kwargs) -> CashSession:
     return CashSessionFactory(opened_at=NOW - dt.timedelta(hours=hours), **kwargs)
-
-
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command("close_expired_sessions", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
-
-
-def run_failing(*args: str) -> tuple[CommandError, str]:
-    out = StringIO()
-    with pytest.raises(CommandError) as info:
-        call_command("close_expired_sessions", *args, stdout=out, stderr=StringIO())
-    return info.value, out.getvalue()
 
 
 def line_for(output: str, session: CashSession) -> str:
@@ -94,12 +86,11 @@ def manage_py(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_an_expired_session_without_payments_is_closed_uncounted_noted_audited_and_notified(
-    clock, mailoutbox, django_capture_on_commit_callbacks
+    clock, mailoutbox, run_command
 ):
     session = expired(hours=13, opening_balance=Decimal("25000.00"))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        output = run()
+    output = run_command(COMMAND).stdout
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
@@ -136,12 +127,12 @@ def test_an_expired_session_without_payments_is_closed_uncounted_noted_audited_a
     assert f"Closed 1, skipped 0 {SUMMARY_SKIP}, failed 0" in output
 
 
-def test_a_second_run_finds_nothing_left_to_close(clock):
+def test_a_second_run_finds_nothing_left_to_close(clock, run_command):
     expired(hours=13)
-    run()
+    run_command(COMMAND)
     audit_entries = AuditEntry.objects.count()
 
-    output = run()
+    output = run_command(COMMAND).stdout
 
     assert "Open sessions older than 12 h: 0" in output
     assert f"Closed 0, skipped 0 {SUMMARY_SKIP}, failed 0" in output
@@ -149,16 +140,14 @@ def test_a_second_run_finds_nothing_left_to_close(clock):
 
 
 def test_a_session_with_payments_is_skipped_and_its_agent_notified_once_across_runs(
-    clock, mailoutbox, django_capture_on_commit_callbacks
+    clock, mailoutbox, run_command
 ):
     session = expired(hours=13)
     CashTransactionFactory(session=session)
 
-    with django_capture_on_commit_callbacks(execute=True):
-        first = run()
+    first = run_command(COMMAND).stdout
     clock.shift(HOUR)
-    with django_capture_on_commit_callbacks(execute=True):
-        second = run()
+    second = run_command(COMMAND).stdout
 
     session.refresh_from_db()
     assert session.status == SessionStatus.OPEN
@@ -178,7 +167,9 @@ def test_a_session_with_payments_is_skipped_and_its_agent_notified_once_across_r
     assert "count your cash and close the session" in mail.body
 
 
-def test_recording_a_payment_is_accepted_before_the_timeout_and_refused_after_it(clock):
+def test_recording_a_payment_is_accepted_before_the_timeout_and_refused_after_it(
+    clock, run_command
+):
     session = CashSessionFactory(opened_at=NOW - 12 * HOUR + dt.timedelta(minutes=1))
     payment = {
         "payer_reference": "NIF-LATE",
@@ -189,7 +180,7 @@ def test_recording_a_payment_is_accepted_before_the_timeout_and_refused_after_it
     transaction_record(session=session, **payment)
 
     clock.shift(dt.timedelta(minutes=2))
-    run()
+    run_command(COMMAND)
 
     with pytest.raises(PaymentsError, match=rf"Session {session.number} expired at .*count"):
         transaction_record(session=session, **payment)
@@ -198,7 +189,7 @@ def test_recording_a_payment_is_accepted_before_the_timeout_and_refused_after_it
     assert session.status == SessionStatus.OPEN
 
 
-def test_force_closes_sessions_with_payments_expecting_only_completed_ones(clock):
+def test_force_closes_sessions_with_payments_expecting_only_completed_ones(clock, run_command):
     session = expired(hours=13, opening_balance=Decimal("10000.00"))
     CashTransactionFactory(session=session, tax_amount=Decimal("5000.00"))
     CashTransactionFactory(session=session, tax_amount=Decimal("7000.00"))
@@ -208,7 +199,7 @@ def test_force_closes_sessions_with_payments_expecting_only_completed_ones(clock
         cash_transaction__tax_amount=Decimal("3000.00"),
     )
 
-    output = run("--force")
+    output = run_command(COMMAND, "--force").stdout
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
@@ -235,7 +226,9 @@ def test_dry_run_lists_what_would_be_closed_or_skipped_and_writes_nothing(
     before = written_state()
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        output = run("--dry-run")
+        out = StringIO()
+        call_command(COMMAND, "--dry-run", stdout=out)
+        output = out.getvalue()
 
     assert written_state() == before
     assert callbacks == []
@@ -249,13 +242,13 @@ def test_dry_run_lists_what_would_be_closed_or_skipped_and_writes_nothing(
 
 
 def test_dry_run_with_force_would_close_sessions_with_payments_and_writes_nothing(
-    clock, mailoutbox
+    clock, mailoutbox, run_command
 ):
     busy = expired(hours=14)
     CashTransactionFactory(session=busy)
     before = written_state()
 
-    output = run("--dry-run", "--force")
+    output = run_command(COMMAND, "--dry-run", "--force").stdout
 
     assert written_state() == before
     assert mailoutbox == []
@@ -263,12 +256,14 @@ def test_dry_run_with_force_would_close_sessions_with_payments_and_writes_nothin
     assert f"Would close 1, would skip 0 {SUMMARY_SKIP}. Nothing was written." in output
 
 
-def test_a_session_exactly_at_the_timeout_is_closed_and_one_a_minute_younger_is_untouched(clock):
+def test_a_session_exactly_at_the_timeout_is_closed_and_one_a_minute_younger_is_untouched(
+    clock, run_command
+):
     at_timeout = CashSessionFactory(opened_at=NOW - 12 * HOUR)
     younger = CashSessionFactory(opened_at=NOW - 12 * HOUR + dt.timedelta(minutes=1))
     younger_before = CashSession.objects.values().get(pk=younger.pk)
 
-    output = run()
+    output = run_command(COMMAND).stdout
 
     at_timeout.refresh_from_db()
     assert at_timeout.status == SessionStatus.CLOSED
@@ -278,12 +273,12 @@ def test_a_session_exactly_at_the_timeout_is_closed_and_one_a_minute_younger_is_
     assert not Notification.objects.filter(session=younger).exists()
 
 
-def test_closed_sessions_are_left_alone(clock):
+def test_closed_sessions_are_left_alone(clock, run_command):
     done = CashSessionFactory(opened_at=NOW - 72 * HOUR, closed=True)
     uncounted = CashSessionFactory(opened_at=NOW - 48 * HOUR, uncounted=True)
     before = written_state()
 
-    output = run()
+    output = run_command(COMMAND).stdout
 
     assert written_state() == before
     assert "Open sessions older than 12 h: 0" in output
@@ -297,13 +292,15 @@ def test_closed_sessions_are_left_alone(clock):
         (24, 25 * HOUR, 13 * HOUR),
     ],
 )
-def test_the_configured_timeout_is_honoured(clock, config, timeout_hours, closed_age, open_age):
+def test_the_configured_timeout_is_honoured(
+    clock, config, run_command, timeout_hours, closed_age, open_age
+):
     config.session_timeout_hours = timeout_hours
     config.save()
     past = CashSessionFactory(opened_at=NOW - closed_age)
     within = CashSessionFactory(opened_at=NOW - open_age)
 
-    output = run()
+    output = run_command(COMMAND).stdout
 
     past.refresh_from_db()
     within.refresh_from_db()
@@ -313,10 +310,10 @@ def test_the_configured_timeout_is_honoured(clock, config, timeout_hours, closed
     assert f"Open sessions older than {timeout_hours} h: 1" in output
 
 
-def test_a_session_expired_days_ago_is_closed_too(clock):
+def test_a_session_expired_days_ago_is_closed_too(clock, run_command):
     old = expired(hours=72)
 
-    run()
+    run_command(COMMAND)
 
     old.refresh_from_db()
     assert old.status == SessionStatus.CLOSED
@@ -324,15 +321,14 @@ def test_a_session_expired_days_ago_is_closed_too(clock):
 
 
 def test_an_agent_with_an_address_is_emailed_and_one_without_is_notified_in_app_only(
-    clock, mailoutbox, django_capture_on_commit_callbacks
+    clock, mailoutbox, run_command
 ):
     emailed = expired(
         hours=13, agent=AgentFactory(email="rova@agents.example.com", full_name="Rova Rakoto")
     )
     in_app = expired(hours=14, agent=AgentFactory(email=""))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        run()
+    run_command(COMMAND)
 
     for session in (emailed, in_app):
         [notification] = Notification.objects.filter(session=session)
@@ -352,25 +348,25 @@ def test_an_agent_with_an_address_is_emailed_and_one_without_is_notified_in_app_
 
 
 def test_one_failing_session_is_left_untouched_the_others_close_and_the_run_exits_1(
-    clock, monkeypatch
+    clock, monkeypatch, run_command
 ):
     first = expired(hours=15)
     broken = expired(hours=14)
     last = expired(hours=13)
     broken_before = CashSession.objects.values().get(pk=broken.pk)
-    real_close = expiry.session_close_automatically
+    real_close = services.session_close_automatically
 
     def close_all_but_broken(*, session, **kwargs):
         if session.number == broken.number:
             raise RuntimeError("simulated failure")
         return real_close(session=session, **kwargs)
 
-    monkeypatch.setattr(expiry, "session_close_automatically", close_all_but_broken)
+    monkeypatch.setattr(services, "session_close_automatically", close_all_but_broken)
 
-    error, output = run_failing()
+    run = run_command(COMMAND, expect_exit=1)
+    output = run.stdout
 
-    assert error.returncode == 1
-    assert "1 session(s) could not be closed" in str(error)
+    assert "CommandError: 1 session(s) could not be closed; see the output." in run.stderr
     assert CashSession.objects.values().get(pk=broken.pk) == broken_before
     for session in (first, last):
         session.refresh_from_db()
@@ -384,18 +380,19 @@ def test_one_failing_session_is_left_untouched_the_others_close_and_the_run_exit
     assert f"Closed 2, skipped 0 {SUMMARY_SKIP}, failed 1" in output
 
 
-def test_a_failure_after_closing_rolls_the_closure_and_its_audit_entry_back(clock, monkeypatch):
+def test_a_failure_after_closing_rolls_the_closure_and_its_audit_entry_back(
+    clock, monkeypatch, run_command
+):
     session = expired(hours=13)
     before = CashSession.objects.values().get(pk=session.pk)
 
     def notification_store_down(**kwargs):
         raise RuntimeError("notification store down")
 
-    monkeypatch.setattr(expiry, "agent_notify", notification_store_down)
+    monkeypatch.setattr(services, "agent_notification_send", notification_store_down)
 
-    error, _ = run_failing()
+    run_command(COMMAND, expect_exit=1)
 
-    assert error.returncode == 1
     assert CashSession.objects.values().get(pk=session.pk) == before
     assert AuditEntry.objects.count() == 0
     assert Notification.objects.count() == 0
@@ -413,10 +410,11 @@ def test_output_has_one_line_per_session_and_a_summary_line(clock):
         agent=AgentFactory(code="AG-B", full_name="Lala Be"),
     )
     CashTransactionFactory(session=busy, tax_amount=Decimal("1500.00"))
+    out = StringIO()
 
-    output = run()
+    call_command(COMMAND, stdout=out)
 
-    assert output.splitlines() == [
+    assert out.getvalue().splitlines() == [
         "Open sessions older than 12 h: 2",
         f"  {busy.number}  AG-B Lala Be  opened 2026-03-09 19:00  1 transaction(s)  "
         f"expected 6,500.00 MGA  -> skipped {SUMMARY_SKIP}, agent notified",
@@ -429,12 +427,12 @@ def test_output_has_one_line_per_session_and_a_summary_line(clock):
     ]
 
 
-def test_opened_at_is_shown_in_the_configured_time_zone_not_utc(clock):
+def test_opened_at_is_shown_in_the_configured_time_zone_not_utc(clock, run_command):
     # 22:30 UTC on the 9th is 01:30 on the 10th in Antananarivo (UTC+3).
     session = CashSessionFactory(opened_at=dt.datetime(2026, 3, 9, 22, 30, tzinfo=dt.UTC))
 
-    output = run("--dry-run")
-    summary = json.loads(run("--dry-run", "--json"))
+    output = run_command(COMMAND, "--dry-run").stdout
+    summary = json.loads(run_command(COMMAND, "--dry-run", "--json").stdout)
 
     assert "opened 2026-03-10 01:30" in line_for(output, session)
     assert "22:30" not in output
@@ -447,7 +445,9 @@ def test_json_output_parses_and_matches_what_was_done(clock):
     busy = expired(hours=20, opening_balance=Decimal("5000.00"))
     CashTransactionFactory(session=busy, tax_amount=Decimal("1500.00"))
 
-    summary = json.loads(run("--json"))
+    out = StringIO()
+    call_command(COMMAND, "--json", stdout=out)
+    summary = json.loads(out.getvalue())
 
     rows = {row["session"]: row for row in summary.pop("sessions")}
     assert summary == {
@@ -493,18 +493,16 @@ def test_json_output_parses_and_matches_what_was_done(clock):
     assert (closable.status, busy.status) == (SessionStatus.CLOSED, SessionStatus.OPEN)
 
 
-def test_json_output_of_a_failed_run_still_parses_and_exits_1(clock, monkeypatch):
+def test_json_output_of_a_failed_run_still_parses_and_exits_1(clock, monkeypatch, run_command):
     session = expired(hours=13)
 
     def always_fails(**kwargs):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(expiry, "session_close_automatically", always_fails)
+    monkeypatch.setattr(services, "session_close_automatically", always_fails)
 
-    error, output = run_failing("--json")
+    summary = json.loads(run_command(COMMAND, "--json", expect_exit=1).stdout)
 
-    assert error.returncode == 1
-    summary = json.loads(output)
     assert summary["status"] == "failed"
     assert summary["failed"] == 1
     assert summary["sessions"][0]["session"] == session.number
@@ -512,7 +510,7 @@ def test_json_output_of_a_failed_run_still_parses_and_exits_1(clock, monkeypatch
 
 
 def test_help_lists_the_options_and_the_exit_code_table():
-    result = manage_py("close_expired_sessions", "--help")
+    result = manage_py(COMMAND, "--help")
 
     assert result.returncode == 0, result.stderr
     for option in ("--dry-run", "--force", "--enqueue", "--json"):
@@ -528,20 +526,19 @@ def test_help_lists_the_options_and_the_exit_code_table():
         assert row in result.stdout
 
 
-def test_an_unknown_option_exits_2_with_one_line_and_runs_nothing(clock):
+def test_an_unknown_option_exits_2_with_one_line_and_runs_nothing(clock, run_command):
     session = expired(hours=13)
 
-    error, output = run_failing("--forse")
+    run = run_command(COMMAND, "--forse", expect_exit=2)
 
-    assert error.returncode == 2
-    assert "unrecognized arguments: --forse" in str(error)
-    assert output == ""
+    assert run.stderr == "CommandError: Error: unrecognized arguments: --forse\n"
+    assert run.stdout == ""
     session.refresh_from_db()
     assert session.status == SessionStatus.OPEN
 
 
 def test_an_unknown_option_on_the_command_line_prints_one_line_and_exits_2():
-    result = manage_py("close_expired_sessions", "--forse")
+    result = manage_py(COMMAND, "--forse")
 
     assert result.returncode == 2
     assert result.stdout == ""
@@ -553,8 +550,10 @@ def test_an_unknown_option_on_the_command_line_prints_one_line_and_exits_2():
 @pytest.mark.django_db(transaction=True)
 def test_the_summary_counts_an_email_as_sent_once_the_server_accepted_it(mailoutbox):
     session = CashSessionFactory(opened_at=timezone.now() - 13 * HOUR)
+    out = StringIO()
 
-    output = run()
+    call_command(COMMAND, stdout=out)
+    output = out.getvalue()
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
@@ -576,8 +575,10 @@ def test_a_mail_server_failure_keeps_the_closure_and_schedules_a_retry(mailoutbo
 
     monkeypatch.setattr(EmailBackend, "send_messages", server_gone)
     monkeypatch.setattr(email_deliver, "apply_async", lambda **kw: retries.append(kw))
+    out = StringIO()
 
-    output = run()
+    call_command(COMMAND, stdout=out)
+    output = out.getvalue()
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
@@ -590,22 +591,23 @@ def test_a_mail_server_failure_keeps_the_closure_and_schedules_a_retry(mailoutbo
     assert "Emails to agents: 0 sent, 1 failed (will be retried), 0 queued" in output
 
 
-def test_a_failing_expiry_notice_is_reported_and_the_other_sessions_still_close(clock, monkeypatch):
+def test_a_failing_expiry_notice_is_reported_and_the_other_sessions_still_close(
+    clock, monkeypatch, run_command
+):
     noticed = expired(hours=15)
     CashTransactionFactory(session=noticed)
     closable = expired(hours=13)
-    real_notify = expiry.agent_notify
+    real_notify = services.agent_notification_send
 
     def notify_fails_for_expiry_notices(**kwargs):
         if kwargs["kind"] == NotificationKind.SESSION_EXPIRED:
             raise RuntimeError("notification store down")
         return real_notify(**kwargs)
 
-    monkeypatch.setattr(expiry, "agent_notify", notify_fails_for_expiry_notices)
+    monkeypatch.setattr(services, "agent_notification_send", notify_fails_for_expiry_notices)
 
-    error, output = run_failing()
+    output = run_command(COMMAND, expect_exit=1).stdout
 
-    assert error.returncode == 1
     closable.refresh_from_db()
     assert closable.status == SessionStatus.CLOSED
     noticed.refresh_from_db()
@@ -615,3 +617,55 @@ def test_a_failing_expiry_notice_is_reported_and_the_other_sessions_still_close(
     assert not AuditEntry.objects.filter(action="session.expiry_notified").exists()
     assert "RuntimeError: notification store down" in line_for(output, noticed)
     assert f"Closed 1, skipped 0 {SUMMARY_SKIP}, failed 1" in output
+
+
+# The operation's options and its typed result -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"dry_run": "yes"}, "dry_run must be true or false, not 'yes'."),
+        ({"force": 1}, "force must be true or false, not 1."),
+    ],
+)
+def test_options_that_are_not_true_or_false_are_refused(arguments, message):
+    with pytest.raises(InvalidInput) as refusal:
+        options_parse(**arguments)
+
+    assert str(refusal.value) == message
+
+
+def test_a_bad_argument_to_the_task_fails_it_before_anything_is_written(clock):
+    session = expired(hours=13)
+
+    with pytest.raises(InvalidInput, match="dry_run must be true or false"):
+        tasks.close_expired_sessions(dry_run="no", trigger="beat")
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.OPEN
+    assert AuditEntry.objects.count() == 0
+
+
+def test_the_operation_returns_typed_rows_with_decimal_amounts_and_aware_times(clock):
+    closable = expired(hours=13, opening_balance=Decimal("10000.00"))
+    busy = expired(hours=20, opening_balance=Decimal("5000.00"))
+    CashTransactionFactory(session=busy, tax_amount=Decimal("1500.00"))
+
+    result = close_expired_sessions(options=Options(), trigger=Trigger.BEAT)
+
+    assert isinstance(result, Result)
+    assert (result.status, result.trigger, result.ran_at) == (OperationStatus.OK, Trigger.BEAT, NOW)
+    assert (result.closed, result.skipped, result.failed, result.message) == (1, 1, 0, None)
+    busy_row, closable_row = result.sessions
+    assert (busy_row.session, busy_row.action, busy_row.agent_notified) == (
+        busy.number,
+        SessionAction.SKIPPED,
+        True,
+    )
+    assert busy_row.expected_balance == Decimal("6500.00")
+    assert (closable_row.session, closable_row.action) == (closable.number, SessionAction.CLOSED)
+    assert closable_row.opened_at == NOW - 13 * HOUR
+    assert closable_row.reason is None and closable_row.error is None
+    [entry] = AuditEntry.objects.filter(action="session.auto_closed")
+    assert entry.data["trigger"] == "beat"

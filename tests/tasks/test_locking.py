@@ -17,9 +17,11 @@ from django.utils import timezone
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
 from mailing.models import EmailMessage
-from payments.expiry import expired_sessions_close
 from payments.models import CashSession, Notification, NotificationKind, SessionStatus
 from tasks.locking import OperationAlreadyRunning, operation_lock
+from tasks.operations.close_expired_sessions import Options
+from tasks.operations.close_expired_sessions import close_expired_sessions as close_run
+from tasks.results import OperationStatus, Trigger
 from tasks.tasks import close_expired_sessions
 from tests.factories import CashSessionFactory, CashTransactionFactory
 
@@ -80,10 +82,10 @@ def try_lock_in_another_thread(name: str) -> bool:
     return outcome[0]
 
 
-def run_concurrently(count: int, work: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+def run_concurrently(count: int, work: Callable[[], Any]) -> list[Any]:
     """Run ``work`` in ``count`` threads with their own connections, released together."""
     barrier = threading.Barrier(count)
-    results: list[dict[str, Any]] = []
+    results: list[Any] = []
     errors: list[BaseException] = []
 
     def worker() -> None:
@@ -182,16 +184,14 @@ def test_two_racing_run_bodies_close_each_session_once_and_notify_each_agent_onc
     sessions = expired_sessions(8, with_payments=2)
     busy, closable = sessions[:2], sessions[2:]
 
-    summaries = run_concurrently(
-        2, lambda: expired_sessions_close(dry_run=False, force=False, trigger="beat")
-    )
+    results = run_concurrently(2, lambda: close_run(options=Options(), trigger=Trigger.BEAT))
 
-    assert sum(summary["closed"] for summary in summaries) == len(closable)
-    for summary in summaries:
-        assert summary["status"] == "ok"
-        assert summary["failed"] == 0
-        assert summary["closed"] + summary["already_handled"] == len(closable)
-        assert summary["skipped"] == len(busy)
+    assert sum(result.closed for result in results) == len(closable)
+    for result in results:
+        assert result.status == OperationStatus.OK
+        assert result.failed == 0
+        assert result.closed + result.already_handled == len(closable)
+        assert result.skipped == len(busy)
     assert all(
         status == SessionStatus.CLOSED
         for status in CashSession.objects.filter(pk__in=[s.pk for s in closable]).values_list(

@@ -6,13 +6,13 @@ import threading
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from auditing.models import AuditEntry
@@ -25,7 +25,6 @@ from payments.models import (
     ReconciliationReminder,
     ReminderKind,
 )
-from payments.reminders import InvalidDays, reconciliation_reminders_send
 from payments.services import (
     session_close,
     session_close_automatically,
@@ -33,9 +32,18 @@ from payments.services import (
     session_reconcile,
     transaction_record,
 )
+from tasks import tasks
+from tasks.inputs import InvalidInput
+from tasks.operations.reconciliation_reminder import (
+    Options,
+    ReminderAction,
+    Result,
+    SummaryStatus,
+    options_parse,
+    reconciliation_reminder,
+)
+from tasks.results import OperationStatus, Trigger
 from tests.factories import AgentFactory, StaffUserFactory
-
-pytestmark = pytest.mark.django_db
 
 COMMAND = "reconciliation_reminder"
 LOCAL = ZoneInfo("Indian/Antananarivo")
@@ -43,6 +51,11 @@ TODAY = dt.date(2026, 11, 25)
 YESTERDAY = TODAY - dt.timedelta(days=1)
 RUN_AT = dt.datetime(2026, 11, 25, 8, 0, tzinfo=LOCAL)
 BASE_DIR = Path(settings.BASE_DIR)
+OPERATION_MODULE = "tasks.operations.reconciliation_reminder"
+
+# The clock stands at RUN_AT for every test that asks for it; run_command runs the command
+# as cron would, delivering the emails it queued.
+pytestmark = [pytest.mark.django_db, pytest.mark.frozen_at(RUN_AT)]
 
 
 def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
@@ -141,22 +154,6 @@ def admins():
     return [StaffUserFactory(email="boss@example.com"), StaffUserFactory(email="ops@example.com")]
 
 
-@pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Run the command at ``when`` and deliver the emails it queued; return its stdout."""
-
-    def run_command(*args: str, when: dt.datetime = RUN_AT) -> str:
-        out = StringIO()
-        with (
-            time_machine.travel(when, tick=False),
-            django_capture_on_commit_callbacks(execute=True),
-        ):
-            call_command(COMMAND, *args, stdout=out, stderr=StringIO())
-        return out.getvalue()
-
-    return run_command
-
-
 def written_rows() -> dict[str, int]:
     return {
         model._meta.label: model.objects.count()
@@ -180,8 +177,10 @@ def line_with(text: str, needle: str) -> str:
     return line
 
 
-def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(network, run, mailoutbox):
-    run()
+def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(
+    network, clock, run_command, mailoutbox
+):
+    run_command(COMMAND)
 
     hery, voahangy = network["hery"], network["voahangy"]
     reminders = {r.agent.code: r for r in ReconciliationReminder.objects.filter(kind="agent")}
@@ -209,8 +208,10 @@ def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(network, r
     assert "Total discrepancy: 0.00 MGA\n" in voahangy_mail.body
 
 
-def test_reminder_shows_closing_times_in_the_local_time_zone(network, run, mailoutbox):
-    run()
+def test_reminder_shows_closing_times_in_the_local_time_zone(
+    network, clock, run_command, mailoutbox
+):
+    run_command(COMMAND)
 
     hery_mail = mail_to(mailoutbox, network["hery"].email)
     # Closed at 17:00 and 06:30 local, 14:00 and 03:30 UTC.
@@ -220,8 +221,10 @@ def test_reminder_shows_closing_times_in_the_local_time_zone(network, run, mailo
     assert "Indian/Antananarivo" in hery_mail.body
 
 
-def test_an_uncounted_session_shows_not_counted_never_a_zero_discrepancy(network, run, mailoutbox):
-    output = run()
+def test_an_uncounted_session_shows_not_counted_never_a_zero_discrepancy(
+    network, clock, run_command, mailoutbox
+):
+    output = run_command(COMMAND).stdout
 
     uncounted = network["uncounted"].number
     hery_mail = mail_to(mailoutbox, network["hery"].email)
@@ -244,8 +247,10 @@ def test_an_uncounted_session_shows_not_counted_never_a_zero_discrepancy(network
     assert "Total discrepancy: -2,500.00 MGA (1 session not counted)" in notification.message
 
 
-def test_an_agent_whose_sessions_were_all_uncounted_has_no_discrepancy_total(network, run):
-    output = run()
+def test_an_agent_whose_sessions_were_all_uncounted_has_no_discrepancy_total(
+    network, clock, run_command
+):
+    output = run_command(COMMAND).stdout
 
     tiana_block = output.split(network["tiana"].code, 1)[1]
     assert "total discrepancy: not counted (1 session not counted)" in tiana_block
@@ -253,8 +258,8 @@ def test_an_agent_whose_sessions_were_all_uncounted_has_no_discrepancy_total(net
     assert "Total discrepancy: not counted (1 session not counted)" in notification.message
 
 
-def test_reconciled_open_and_older_sessions_are_left_out(network, run):
-    output = run("--json")
+def test_reconciled_open_and_older_sessions_are_left_out(network, clock, run_command):
+    output = run_command(COMMAND, "--json").stdout
 
     summary = json.loads(output)
     listed = {row["number"] for group in summary["reminders"] for row in group["sessions"]}
@@ -269,8 +274,8 @@ def test_reconciled_open_and_older_sessions_are_left_out(network, run):
     assert network["old"].number not in output
 
 
-def test_a_longer_look_back_takes_in_older_sessions(network, run):
-    summary = json.loads(run("--days", "3", "--json"))
+def test_a_longer_look_back_takes_in_older_sessions(network, clock, run_command):
+    summary = json.loads(run_command(COMMAND, "--days", "3", "--json").stdout)
 
     assert summary["sessions"] == 5
     assert network["old"].number in {
@@ -278,7 +283,7 @@ def test_a_longer_look_back_takes_in_older_sessions(network, run):
     }
 
 
-def test_the_window_starts_at_local_midnight_not_utc_midnight(run):
+def test_the_window_starts_at_local_midnight_not_utc_midnight(clock, run_command):
     agent = AgentFactory()
     day_before_yesterday = TODAY - dt.timedelta(days=2)
     late = closed_session(
@@ -290,17 +295,20 @@ def test_the_window_starts_at_local_midnight_not_utc_midnight(run):
     # 02:00 local is still yesterday in UTC: a UTC window would take the 23:30 session in.
     early_morning = at(TODAY, 2)
 
-    output = run("--days", "1", when=early_morning)
+    clock.move_to(early_morning)
+    output = run_command(COMMAND, "--days", "1").stdout
     assert output.strip() == "No unreconciled sessions closed in the last 1 day(s)."
     assert not ReconciliationReminder.objects.exists()
 
-    summary = json.loads(run("--days", "2", "--json", when=early_morning))
+    summary = json.loads(run_command(COMMAND, "--days", "2", "--json").stdout)
     assert summary["since"].startswith("2026-11-23T00:00:00+03:00")
     assert [row["number"] for row in summary["reminders"][0]["sessions"]] == [late.number]
     assert summary["agents_reminded"] == 1
 
 
-def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_window(run):
+def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_window(
+    clock, run_command
+):
     agent = AgentFactory()
     session = closed_session(
         agent,
@@ -309,7 +317,8 @@ def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_
         counted="10000.00",
     )
 
-    summary = json.loads(run("--json", when=at(TODAY, 2)))
+    clock.move_to(at(TODAY, 2))
+    summary = json.loads(run_command(COMMAND, "--json").stdout)
 
     assert [row["number"] for row in summary["reminders"][0]["sessions"]] == [session.number]
 
@@ -326,16 +335,15 @@ def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_
     ],
 )
 def test_bad_input_is_refused_with_exit_code_2_and_nothing_written(
-    network, admins, run, mailoutbox, args, message
+    network, admins, clock, run_command, mailoutbox, args, message
 ):
     before = written_rows()
 
-    with pytest.raises(CommandError) as refusal:
-        run(*args, "--email-admins")
+    refusal = run_command(COMMAND, *args, "--email-admins", expect_exit=2)
 
-    assert refusal.value.returncode == 2
-    assert message in str(refusal.value)
-    assert "\n" not in str(refusal.value)
+    assert message in refusal.stderr
+    assert refusal.stderr.count("\n") == 1
+    assert refusal.stdout == ""
     assert written_rows() == before
     assert mailoutbox == []
 
@@ -356,22 +364,89 @@ def test_bad_days_from_the_command_line_give_one_line_and_exit_2():
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("days", [0, -1, 367, 1.5, True, "two"])
-def test_the_service_refuses_days_that_are_not_a_whole_number_in_range(days):
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        (0, "--days must be between 1 and 366 (got 0)."),
+        (-1, "--days must be between 1 and 366 (got -1)."),
+        (367, "--days must be between 1 and 366 (got 367)."),
+        (1.5, "--days must be a whole number of days, not 1.5."),
+        (True, "--days must be a whole number of days, not True."),
+        ("two", "--days must be a whole number of days, not 'two'."),
+    ],
+)
+def test_the_operation_refuses_days_that_are_not_a_whole_number_in_range(network, days, message):
+    with pytest.raises(InvalidInput) as refusal:
+        options_parse(days=days, dry_run=False, email_admins=True)
+
+    assert str(refusal.value) == message
+
+
+@pytest.mark.parametrize("days", [0, 367, 1.5, True, "two"])
+def test_a_bad_look_back_fails_the_task_before_anything_is_written(network, admins, days):
     before = written_rows()
 
-    with pytest.raises(InvalidDays):
-        reconciliation_reminders_send(days=days, dry_run=False, email_admins=True, trigger="beat")
+    with pytest.raises(InvalidInput, match="^--days must be "):
+        tasks.reconciliation_reminder(days=days, email_admins=True, trigger="beat")
 
     assert written_rows() == before
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"dry_run": "yes"}, "dry_run must be true or false, not 'yes'."),
+        ({"email_admins": None}, "email_admins must be true or false, not None."),
+    ],
+)
+def test_flags_that_are_not_true_or_false_are_refused(arguments, message):
+    with pytest.raises(InvalidInput) as refusal:
+        options_parse(**arguments)
+
+    assert str(refusal.value) == message
+
+
+def test_a_whole_number_of_days_written_as_text_is_accepted():
+    assert options_parse(days=" 3 ") == Options(days=3)
+
+
+def test_the_operation_returns_typed_groups_with_decimal_amounts_and_aware_times(
+    network, admins, clock
+):
+    result = reconciliation_reminder(
+        options=Options(days=1, email_admins=True), trigger=Trigger.BEAT
+    )
+
+    assert isinstance(result, Result)
+    assert (result.status, result.trigger, result.day, result.message) == (
+        OperationStatus.OK,
+        Trigger.BEAT,
+        TODAY,
+        None,
+    )
+    assert result.since == at(YESTERDAY, 0)
+    assert (result.total_expected, result.total_discrepancy) == (
+        Decimal("110000.00"),
+        Decimal("-2500.00"),
+    )
+    hery = next(group for group in result.reminders if group.agent == network["hery"].code)
+    assert hery.action == ReminderAction.REMINDED
+    assert [row.discrepancy for row in hery.sessions] == [Decimal("-2500.00"), None]
+    assert hery.sessions[1].closed_at == at(TODAY, 6, 30)
+    # The test transaction never commits: the emails are still queued.
+    assert hery.email == "queued"
+    assert result.admin_summary.status == SummaryStatus.QUEUED
+    assert result.admin_summary.recipients == ("boss@example.com", "ops@example.com")
+    reminded = AuditEntry.objects.filter(action="reconciliation.reminded")
+    assert {entry.data["trigger"] for entry in reminded} == {"beat"}
+
+
 def test_a_dry_run_shows_what_would_be_sent_and_writes_and_sends_nothing(
-    network, admins, run, mailoutbox
+    network, admins, clock, run_command, mailoutbox
 ):
     before = written_rows()
 
-    output = run("--dry-run", "--email-admins")
+    output = run_command(COMMAND, "--dry-run", "--email-admins").stdout
 
     assert written_rows() == before
     assert mailoutbox == []
@@ -385,9 +460,9 @@ def test_a_dry_run_shows_what_would_be_sent_and_writes_and_sends_nothing(
 
 
 def test_the_admins_summary_has_the_totals_the_groups_and_the_action_required(
-    network, admins, run, mailoutbox
+    network, admins, clock, run_command, mailoutbox
 ):
-    run("--email-admins")
+    run_command(COMMAND, "--email-admins")
 
     (summary_mail,) = [mail for mail in mailoutbox if "boss@example.com" in mail.to]
     assert summary_mail.to == ["boss@example.com", "ops@example.com"]
@@ -417,8 +492,10 @@ def test_the_admins_summary_has_the_totals_the_groups_and_the_action_required(
     assert len(reminder.session_numbers) == 4
 
 
-def test_the_admins_summary_is_only_sent_when_asked(network, admins, run, mailoutbox):
-    output = run()
+def test_the_admins_summary_is_only_sent_when_asked(
+    network, admins, clock, run_command, mailoutbox
+):
+    output = run_command(COMMAND).stdout
 
     assert not any("boss@example.com" in mail.to for mail in mailoutbox)
     assert not ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY).exists()
@@ -426,26 +503,27 @@ def test_the_admins_summary_is_only_sent_when_asked(network, admins, run, mailou
 
 
 def test_without_any_admin_address_the_output_says_the_summary_was_not_sent(
-    network, run, mailoutbox
+    network, clock, run_command, mailoutbox
 ):
-    output = run("--email-admins", "--json")
+    output = run_command(COMMAND, "--email-admins", "--json").stdout
 
     summary = json.loads(output)
     assert summary["admin_summary"] == {"status": "no_recipients", "recipients": []}
     assert len(mailoutbox) == 2  # the two agents with an address only
     assert not ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY).exists()
-    text = run("--email-admins")
+    text = run_command(COMMAND, "--email-admins").stdout
     assert "admin summary NOT sent: no administrator has an email address" in text
 
 
 def test_a_second_run_the_same_day_sends_nothing_again_and_the_next_day_does(
-    network, admins, run, mailoutbox
+    network, admins, clock, run_command, mailoutbox
 ):
-    run("--email-admins")
+    run_command(COMMAND, "--email-admins")
     assert len(mailoutbox) == 3
     assert Notification.objects.count() == 3
 
-    output = run("--email-admins", when=at(TODAY, 14))
+    clock.move_to(at(TODAY, 14))
+    output = run_command(COMMAND, "--email-admins").stdout
 
     assert len(mailoutbox) == 3
     assert Notification.objects.count() == 3
@@ -456,9 +534,8 @@ def test_a_second_run_the_same_day_sends_nothing_again_and_the_next_day_does(
         "admin summary already sent today"
     )
 
-    summary = json.loads(
-        run("--email-admins", "--days", "2", "--json", when=at(TODAY + dt.timedelta(days=1), 8))
-    )
+    clock.move_to(at(TODAY + dt.timedelta(days=1), 8))
+    summary = json.loads(run_command(COMMAND, "--email-admins", "--days", "2", "--json").stdout)
     assert summary["agents_reminded"] == 3
     assert summary["agents_skipped_already_reminded"] == 0
     assert summary["admin_summary"]["recipients"] == ["boss@example.com", "ops@example.com"]
@@ -467,17 +544,17 @@ def test_a_second_run_the_same_day_sends_nothing_again_and_the_next_day_does(
 
 
 def test_a_reminder_recorded_by_a_concurrent_run_stops_the_send(
-    network, admins, run, mailoutbox, monkeypatch
+    network, admins, clock, run_command, mailoutbox, monkeypatch
 ):
     # The other run committed after this one's check: the unique constraint has the last word.
     ReconciliationReminder.objects.create(
         kind=ReminderKind.AGENT, agent=network["hery"], day=TODAY, session_numbers=[]
     )
     ReconciliationReminder.objects.create(kind=ReminderKind.ADMIN_SUMMARY, day=TODAY)
-    monkeypatch.setattr("payments.reminders._agents_reminded_on", lambda **_: set())
-    monkeypatch.setattr("payments.reminders._admin_summary_sent", lambda **_: False)
+    monkeypatch.setattr(f"{OPERATION_MODULE}.agents_reminded_on", lambda **_: set())
+    monkeypatch.setattr(f"{OPERATION_MODULE}.admin_summary_sent_on", lambda **_: False)
 
-    summary = json.loads(run("--email-admins", "--json"))
+    summary = json.loads(run_command(COMMAND, "--email-admins", "--json").stdout)
 
     assert summary["status"] == "ok"
     assert summary["agents_reminded"] == 2
@@ -490,8 +567,10 @@ def test_a_reminder_recorded_by_a_concurrent_run_stops_the_send(
     assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 2
 
 
-def test_an_agent_without_email_gets_the_in_app_notification_only(network, run, mailoutbox):
-    output = run()
+def test_an_agent_without_email_gets_the_in_app_notification_only(
+    network, clock, run_command, mailoutbox
+):
+    output = run_command(COMMAND).stdout
 
     tiana = network["tiana"]
     (notification,) = Notification.objects.filter(agent=tiana)
@@ -503,8 +582,10 @@ def test_an_agent_without_email_gets_the_in_app_notification_only(network, run, 
     assert f"{tiana.code} Tiana Randria  -> reminded, in-app only" in output
 
 
-def test_each_reminder_appends_an_audit_entry_naming_the_agent_and_sessions(network, admins, run):
-    run("--email-admins")
+def test_each_reminder_appends_an_audit_entry_naming_the_agent_and_sessions(
+    network, admins, clock, run_command
+):
+    run_command(COMMAND, "--email-admins")
 
     entries = list(AuditEntry.objects.filter(action="reconciliation.reminded").order_by("sequence"))
     assert len(entries) == 4
@@ -525,8 +606,8 @@ def test_each_reminder_appends_an_audit_entry_naming_the_agent_and_sessions(netw
     assert chain_verify().intact
 
 
-def test_json_output_carries_counts_and_amounts_as_strings(network, admins, run):
-    summary = json.loads(run("--email-admins", "--json"))
+def test_json_output_carries_counts_and_amounts_as_strings(network, admins, clock, run_command):
+    summary = json.loads(run_command(COMMAND, "--email-admins", "--json").stdout)
 
     assert summary["operation"] == "reconciliation_reminder"
     assert summary["trigger"] == "manual"
@@ -547,8 +628,10 @@ def test_json_output_carries_counts_and_amounts_as_strings(network, admins, run)
     assert sum(summary["emails"].values()) == 3
 
 
-def test_without_sessions_the_command_says_so_and_sends_nothing(run, mailoutbox, admins):
-    output = run("--days", "3", "--email-admins")
+def test_without_sessions_the_command_says_so_and_sends_nothing(
+    clock, run_command, mailoutbox, admins
+):
+    output = run_command(COMMAND, "--days", "3", "--email-admins").stdout
 
     assert output.strip() == "No unreconciled sessions closed in the last 3 day(s)."
     assert mailoutbox == []
@@ -605,8 +688,10 @@ def test_the_command_prints_each_agent_its_sessions_totals_and_what_was_sent(net
     ]
 
 
-def test_the_admin_lists_reminders_and_notifications_read_only(network, run, client, admin_user):
-    run()
+def test_the_admin_lists_reminders_and_notifications_read_only(
+    network, clock, run_command, client, admin_user
+):
+    run_command(COMMAND)
     client.force_login(admin_user)
     reminder = ReconciliationReminder.objects.get(agent=network["hery"])
 
@@ -626,18 +711,18 @@ def test_the_admin_lists_reminders_and_notifications_read_only(network, run, cli
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_racing_past_the_check_still_remind_each_agent_once(network, admins, monkeypatch):
     # Both runs see "not reminded yet"; the unique constraint must stop the second one.
-    monkeypatch.setattr("payments.reminders._agents_reminded_on", lambda **_: set())
-    monkeypatch.setattr("payments.reminders._admin_summary_sent", lambda **_: False)
+    monkeypatch.setattr(f"{OPERATION_MODULE}.agents_reminded_on", lambda **_: set())
+    monkeypatch.setattr(f"{OPERATION_MODULE}.admin_summary_sent_on", lambda **_: False)
     barrier = threading.Barrier(2)
-    summaries: list[dict] = []
+    summaries: list[Result] = []
     errors: list[Exception] = []
 
     def one_run() -> None:
         try:
             barrier.wait(timeout=10)
             summaries.append(
-                reconciliation_reminders_send(
-                    days=1, dry_run=False, email_admins=True, trigger="beat"
+                reconciliation_reminder(
+                    options=Options(days=1, email_admins=True), trigger=Trigger.BEAT
                 )
             )
         except Exception as error:  # noqa: BLE001 - handed back to the test
@@ -653,11 +738,36 @@ def test_two_runs_racing_past_the_check_still_remind_each_agent_once(network, ad
             thread.join(timeout=60)
 
     assert errors == []
-    assert [s["status"] for s in summaries] == ["ok", "ok"]
-    assert sum(s["agents_reminded"] for s in summaries) == 3
-    assert sum(s["agents_skipped_already_reminded"] for s in summaries) == 3
-    assert sorted(s["admin_summary"]["status"] for s in summaries)[0] == "already_sent"
+    assert [s.status for s in summaries] == [OperationStatus.OK, OperationStatus.OK]
+    assert sum(s.agents_reminded for s in summaries) == 3
+    assert sum(s.agents_skipped_already_reminded for s in summaries) == 3
+    assert sorted(s.admin_summary.status for s in summaries)[0] == SummaryStatus.ALREADY_SENT
     assert Notification.objects.count() == 3
     assert ReconciliationReminder.objects.count() == 4
     assert EmailMessage.objects.count() == 3
     assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 4
+
+
+def test_enqueue_sends_the_look_back_to_the_task_as_a_whole_number(monkeypatch, run_command):
+    sent: list[dict] = []
+
+    def capture(**options):
+        sent.append(options)
+        return SimpleNamespace(id="captured-id")
+
+    monkeypatch.setattr(tasks.reconciliation_reminder, "apply_async", capture)
+
+    run = run_command(COMMAND, "--days", " 3 ", "--email-admins", "--enqueue")
+
+    assert sent == [
+        {
+            "kwargs": {
+                "days": 3,
+                "dry_run": False,
+                "email_admins": True,
+                "trigger": Trigger.MANUAL_ENQUEUE.value,
+            },
+            "retry": False,
+        }
+    ]
+    assert run.stdout == "Enqueued tasks.reconciliation_reminder as task captured-id\n"
