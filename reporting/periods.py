@@ -8,6 +8,10 @@ from django.utils import timezone
 FIRST_YEAR = 2000
 
 
+class ReportPeriodError(ValueError):
+    """A month that cannot be reported on; the message is one readable sentence."""
+
+
 def local_today() -> dt.date:
     return timezone.localdate(timezone=timezone.get_default_timezone())
 
@@ -30,22 +34,25 @@ def report_period_resolve(
     *, year: int | None, month: int | None, today: dt.date
 ) -> tuple[int, int]:
     """The (year, month) to report on. No month: the previous month, across a new year.
-    A month alone is in the current year. Raise ValueError with one readable sentence."""
+    A month alone is in the current year. Raise ReportPeriodError with one readable
+    sentence."""
     if month is None:
         if year is not None:
-            raise ValueError(
+            raise ReportPeriodError(
                 f"A year ({year}) was given without a month: give the month too (--month 1-12)."
             )
         return previous_month(today)
     if year is None:
         year = today.year
     if not 1 <= month <= 12:
-        raise ValueError(f"The month must be between 1 and 12 (got {month}).")
+        raise ReportPeriodError(f"The month must be between 1 and 12 (got {month}).")
     if not FIRST_YEAR <= year <= today.year:
-        raise ValueError(f"The year must be between {FIRST_YEAR} and {today.year} (got {year}).")
+        raise ReportPeriodError(
+            f"The year must be between {FIRST_YEAR} and {today.year} (got {year})."
+        )
     if (year, month) >= (today.year, today.month):
         latest_year, latest_month = previous_month(today)
-        raise ValueError(
+        raise ReportPeriodError(
             f"{period_label(year=year, month=month)} has not ended yet; the latest complete "
             f"month is {period_label(year=latest_year, month=latest_month)}."
         )

@@ -5,9 +5,13 @@ Commission.created_at, over [start, end).
 """
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
@@ -16,8 +20,11 @@ from payments.models import (
     CashTransaction,
     Commission,
     CommissionStatus,
+    SystemConfiguration,
     TransactionStatus,
 )
+from reporting.figures import AgentCommissions, CommissionFigures, CommissionTotals
+from reporting.models import CommissionReport
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -54,7 +61,50 @@ def _commissions(*, start: dt.datetime, end: dt.datetime):
     return Commission.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
-def commission_totals_select(*, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+# The one trigger whose report is made once per month (the unique constraint's condition).
+SCHEDULED = "beat"
+
+
+def commission_figures_select(*, start: dt.datetime, end: dt.datetime) -> CommissionFigures:
+    """The figures of [start, end) in the configured currency, the totals and their parts
+    read from one snapshot."""
+    currency = SystemConfiguration.load().currency_code
+    with _one_snapshot():
+        totals = commission_totals_select(start=start, end=end)
+        agents = commission_agent_rows_select(start=start, end=end)
+    return CommissionFigures(currency=currency, totals=totals, agents=tuple(agents))
+
+
+def commission_report_scheduled_get(*, year: int, month: int) -> CommissionReport | None:
+    """The month's scheduled report, if a scheduled run already stored it."""
+    return CommissionReport.objects.filter(year=year, month=month, trigger=SCHEDULED).first()
+
+
+def commission_report_figures(*, report: CommissionReport) -> CommissionFigures:
+    """A stored report's figures, as they were emailed."""
+    totals = {item.name: getattr(report, item.name) for item in fields(CommissionTotals)}
+    columns = [item.name for item in fields(AgentCommissions)]
+    rows = report.lines.order_by("agent_code").values(*columns)
+    return CommissionFigures(
+        currency=report.currency,
+        totals=CommissionTotals(**totals),
+        agents=tuple(AgentCommissions(**row) for row in rows),
+    )
+
+
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Read the totals and their parts from one snapshot, so that a payment voided or a
+    commission paid while the report runs cannot make them disagree."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def commission_totals_select(*, start: dt.datetime, end: dt.datetime) -> CommissionTotals:
     """Overall and by-status figures, named like the CommissionReport fields."""
     totals = _payments(start=start, end=end).aggregate(
         transactions=Count("pk", filter=COMPLETED),
@@ -72,10 +122,10 @@ def commission_totals_select(*, start: dt.datetime, end: dt.datetime) -> dict[st
             cancelled_amount=_money("amount", CANCELLED),
         )
     )
-    return _with_cents(totals)
+    return CommissionTotals(**_with_cents(totals))
 
 
-def commission_agent_rows_select(*, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+def commission_agent_rows_select(*, start: dt.datetime, end: dt.datetime) -> list[AgentCommissions]:
     """One row per agent with a payment or a commission in the period, by agent code,
     named like the CommissionReportLine fields.
 
@@ -110,16 +160,18 @@ def commission_agent_rows_select(*, start: dt.datetime, end: dt.datetime) -> lis
         .values("pk", "code", "full_name")
     )
     return [
-        _with_cents(
-            {
-                "agent_id": agent["pk"],
-                "agent_code": agent["code"],
-                "agent_name": agent["full_name"],
-                **AGENT_TRANSACTION_FIGURES,
-                **payments.get(agent["pk"], {}),
-                **AGENT_COMMISSION_FIGURES,
-                **commissions.get(agent["pk"], {}),
-            }
+        AgentCommissions(
+            **_with_cents(
+                {
+                    "agent_id": agent["pk"],
+                    "agent_code": agent["code"],
+                    "agent_name": agent["full_name"],
+                    **AGENT_TRANSACTION_FIGURES,
+                    **payments.get(agent["pk"], {}),
+                    **AGENT_COMMISSION_FIGURES,
+                    **commissions.get(agent["pk"], {}),
+                }
+            )
         )
         for agent in agents
     ]

@@ -28,8 +28,8 @@ from mailing.models import EmailAttempt, EmailMessage, EmailStatus
 from mailing.services import smtp_test_send
 from mailing.tasks import email_deliver
 from payments.models import CashSession, CommissionStatus, SessionStatus, TransactionStatus
+from reporting.figures import LINE_AMOUNTS
 from reporting.models import CommissionReport
-from reporting.services import LINE_AMOUNTS
 from tests.auditing.tampering import APPEND_ONLY_TRIGGER, disable_append_only_trigger, set_column
 from tests.factories import (
     AgentFactory,
