@@ -7,7 +7,6 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from auditing.services import audit_entry_append
 from payments.errors import PaymentsError
 from payments.models import (
     Agent,
@@ -19,7 +18,12 @@ from payments.models import (
     ReconciliationReminder,
     SystemConfiguration,
 )
-from payments.services import commissions_mark_paid, session_reconcile
+from payments.services import (
+    agent_save,
+    commissions_mark_paid,
+    configuration_update,
+    session_reconcile,
+)
 from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 
 
@@ -75,14 +79,10 @@ class SystemConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
     readonly_fields = ("updated_at",)
 
     def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        if change and not form.changed_data:
-            return  # Saved as it was: nothing to audit.
-        audit_entry_append(
-            action="configuration.changed",
+        configuration_update(
+            config=obj,
+            changes={name: form.cleaned_data[name] for name in form.changed_data},
             actor=request.user,
-            subject=obj,
-            data={name: form.cleaned_data[name] for name in form.changed_data},
         )
 
 
@@ -105,14 +105,11 @@ class AgentAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)
 
     def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        if change and not form.changed_data:
-            return  # Saved as it was: nothing to audit.
-        audit_entry_append(
-            action="agent.changed" if change else "agent.created",
+        agent_save(
+            agent=obj,
+            changes={name: form.cleaned_data[name] for name in form.changed_data},
+            created=not change,
             actor=request.user,
-            subject=obj,
-            data={name: str(form.cleaned_data[name]) for name in form.changed_data},
         )
 
 

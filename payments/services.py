@@ -753,3 +753,37 @@ def reconciliation_summary_send(
             about=f"reconciliation {day:%Y-%m-%d}",
             subject_object=reminder,
         )
+
+
+def configuration_update(
+    *,
+    config: SystemConfiguration,
+    changes: dict[str, Any],
+    actor: AbstractBaseUser,
+) -> SystemConfiguration:
+    """Save an administrator's edit of the configuration with the changed values audited.
+    Saved as it was: nothing to audit."""
+    with transaction.atomic():
+        config.save()
+        if changes:
+            audit_entry_append(
+                action="configuration.changed", actor=actor, subject=config, data=changes
+            )
+    return config
+
+
+def agent_save(
+    *, agent: Agent, changes: dict[str, Any], created: bool, actor: AbstractBaseUser
+) -> Agent:
+    """Create or edit an agent from the admin, with the changed fields audited. Agents are
+    deactivated, never deleted: a delete would leave no audit entry."""
+    with transaction.atomic():
+        agent.save()
+        if created or changes:
+            audit_entry_append(
+                action="agent.created" if created else "agent.changed",
+                actor=actor,
+                subject=agent,
+                data={name: str(value) for name, value in changes.items()},
+            )
+    return agent
