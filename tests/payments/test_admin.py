@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-import payments.admin
+import payments.services
 from auditing.models import AuditEntry
 from payments.models import Agent, CommissionStatus, SessionStatus, SystemConfiguration
 from payments.services import session_open
@@ -312,7 +312,7 @@ def test_a_configuration_change_whose_audit_entry_fails_is_not_saved(admin_clien
     def audit_store_down(**kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(payments.admin, "audit_entry_append", audit_store_down)
+    monkeypatch.setattr(payments.services, "audit_entry_append", audit_store_down)
 
     with pytest.raises(RuntimeError, match="audit store down"):
         admin_client.post(
