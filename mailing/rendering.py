@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
-from django.utils.functional import Promise
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,9 @@ def subject_render(*, template: str, context: Mapping[str, Any]) -> str:
     return " ".join(text_render(template=f"{template}.subject.txt", context=context).split())
 
 
-def email_render(
-    *, template: str, context: Mapping[str, Any], subject: str | Promise | None = None
-) -> RenderedEmail:
-    # TRANSITION: ``subject`` goes once every message has its .subject.txt template.
-    if subject is not None:
-        with translation.override(email_language()):
-            subject = str(subject)
-        if any(char in subject for char in "\r\n"):
-            raise ValueError("an email subject cannot contain a line break")
+def email_render(*, template: str, context: Mapping[str, Any]) -> RenderedEmail:
     return RenderedEmail(
-        subject=subject or subject_render(template=template, context=context),
+        subject=subject_render(template=template, context=context),
         body_text=text_render(template=f"{template}.txt", context=context),
         body_html=text_render(template=f"{template}.html", context=context),
     )

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
-from django.utils.functional import Promise
 
 from auditing.services import audit_entry_append
 from mailing.addresses import email_address_validate
@@ -32,7 +31,6 @@ def email_queue(
     about: str = "",
     subject_object: models.Model | None = None,
     attachments: Iterable[Mapping[str, str]] = (),
-    subject: str | Promise | None = None,
 ) -> EmailMessage:
     """Log a message and deliver it once the surrounding transaction commits.
 
@@ -42,7 +40,7 @@ def email_queue(
     addresses = [email_address_validate(address) for address in recipients]
     if not addresses:
         raise ValueError("an email needs at least one recipient")
-    rendered = email_render(template=template, context=context, subject=subject)
+    rendered = email_render(template=template, context=context)
     email = EmailMessage.objects.create(
         purpose=purpose,
         about=about,

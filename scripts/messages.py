@@ -1,5 +1,6 @@
-"""Refresh each app's French catalogue (`make messages`, or `scripts/messages.py APP ...`): extract with makemessages, run
-from inside the app so that each app keeps its own strings, then compile.
+"""Refresh each app's French catalogue (`make messages`, or `scripts/messages.py APP ...`):
+extract with makemessages, run from inside the app so that each app keeps its own
+strings, then compile.
 
 Django is set up before moving into an app folder, so that `mailing/tasks.py` can never
 shadow the `tasks` app.
