@@ -21,6 +21,18 @@ from payments.models import (
 ZERO = Decimal("0.00")
 
 
+def completed_payments_total() -> Sum:
+    """What a session's payments brought into its drawer: completed ones, never voided.
+    The one definition behind every expected balance, listed or closed."""
+    return Sum(
+        "transactions__tax_amount", filter=Q(transactions__status=TransactionStatus.COMPLETED)
+    )
+
+
+def expected_balance(*, opening_balance: Decimal, collected: Decimal | None) -> Decimal:
+    return opening_balance + (collected or ZERO)
+
+
 # Expired sessions (close_expired_sessions) -------------------------------------------
 
 
@@ -48,10 +60,7 @@ def expired_sessions_list(*, now: dt.datetime, timeout_hours: int) -> list[Expir
         .select_related("agent")
         .annotate(
             transaction_count=Count("transactions"),
-            collected=Sum(
-                "transactions__tax_amount",
-                filter=Q(transactions__status=TransactionStatus.COMPLETED),
-            ),
+            collected=completed_payments_total(),
         )
         .order_by("opened_at", "pk")
     )
@@ -63,7 +72,9 @@ def expired_sessions_list(*, now: dt.datetime, timeout_hours: int) -> list[Expir
             agent_name=session.agent.full_name,
             opened_at=session.opened_at,
             transaction_count=session.transaction_count,
-            expected_balance=session.opening_balance + (session.collected or ZERO),
+            expected_balance=expected_balance(
+                opening_balance=session.opening_balance, collected=session.collected
+            ),
             expiry_notified_at=session.expiry_notified_at,
         )
         for session in sessions

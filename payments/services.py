@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -39,7 +39,12 @@ from payments.models import (
     TransactionStatus,
 )
 from payments.money import commission_for, format_money, round_money
-from payments.selectors import AgentBacklog, ReconciliationBacklog
+from payments.selectors import (
+    AgentBacklog,
+    ReconciliationBacklog,
+    completed_payments_total,
+    expected_balance,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +84,12 @@ def session_expires_at(*, session: CashSession, config: SystemConfiguration) -> 
 
 
 def session_expected_balance(*, session: CashSession) -> Decimal:
-    """Opening float plus the completed (never the voided) payments."""
-    collected = session.transactions.filter(status=TransactionStatus.COMPLETED).aggregate(
-        total=Sum("tax_amount")
-    )["total"]
-    return session.opening_balance + (collected or ZERO)
+    """Opening float plus the completed (never the voided) payments, read now: the
+    closing services call it with the session row locked."""
+    collected = CashSession.objects.filter(pk=session.pk).aggregate(
+        collected=completed_payments_total()
+    )["collected"]
+    return expected_balance(opening_balance=session.opening_balance, collected=collected)
 
 
 def session_open(
