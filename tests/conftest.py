@@ -1,14 +1,12 @@
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from io import StringIO
 from typing import Any
 
 import pytest
 import time_machine
-from django.core.management import CommandError, call_command
 from django.db import connection
 
 from mailing.models import SmtpConfiguration
+from tests.commands import CommandRun, command_run
 from tests.smtp_server import SMTP_FROM, SMTP_REPLY_TO, SmtpServer
 
 
@@ -26,7 +24,9 @@ def _let_flush_truncate_audit_table(request):
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "frozen_at(when): the `clock` fixture stops time at this aware datetime"
+        "markers",
+        "frozen_at(when, tick=False): the `clock` fixture sets time to this aware datetime"
+        " (stopped, unless tick=True)",
     )
 
 
@@ -37,40 +37,18 @@ def clock(request) -> Iterator[time_machine.Traveller]:
     marker = request.node.get_closest_marker("frozen_at")
     if marker is None:
         raise pytest.UsageError("the clock fixture needs @pytest.mark.frozen_at(datetime)")
-    with time_machine.travel(marker.args[0], tick=False) as traveller:
+    with time_machine.travel(marker.args[0], tick=marker.kwargs.get("tick", False)) as traveller:
         yield traveller
-
-
-@dataclass(frozen=True)
-class CommandRun:
-    """What a management command printed, and the exit code it would give the shell."""
-
-    stdout: str
-    stderr: str
-    exit_code: int
-
-    @property
-    def output(self) -> str:
-        return self.stdout
 
 
 @pytest.fixture
 def run_command(django_capture_on_commit_callbacks) -> Callable[..., CommandRun]:
-    """Run a command as cron would, in-process: its on-commit work (email delivery) runs
-    too, and a CommandError becomes the exit code instead of an exception."""
+    """``command_run`` inside a test transaction: the command's on-commit work (email
+    delivery) runs too, as it would after a real commit."""
 
     def run(name: str, *args: str, expect_exit: int | None = 0) -> CommandRun:
-        out, err = StringIO(), StringIO()
-        exit_code = 0
         with django_capture_on_commit_callbacks(execute=True):
-            try:
-                call_command(name, *args, stdout=out, stderr=err)
-            except CommandError as error:
-                exit_code = error.returncode
-                err.write(f"CommandError: {error}\n")
-        if expect_exit is not None:
-            assert exit_code == expect_exit, (exit_code, out.getvalue(), err.getvalue())
-        return CommandRun(stdout=out.getvalue(), stderr=err.getvalue(), exit_code=exit_code)
+            return command_run(name, *args, expect_exit=expect_exit)
 
     return run
 

@@ -11,13 +11,11 @@ import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
-from io import StringIO
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,6 +29,7 @@ from payments.models import CashSession, CommissionStatus, SessionStatus, Transa
 from reporting.figures import LINE_AMOUNTS
 from reporting.models import CommissionReport
 from tests.auditing.tampering import APPEND_ONLY_TRIGGER, disable_append_only_trigger, set_column
+from tests.commands import CommandRun, command_run
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
@@ -66,17 +65,14 @@ OCTOBER_ROWS = [
 
 
 def run(command: str, *args: str) -> dict[str, Any]:
-    """Run an operation with --json; return its summary (a non-zero exit raises)."""
-    stdout = StringIO()
-    call_command(command, *args, "--json", stdout=stdout, stderr=StringIO())
-    return json.loads(stdout.getvalue())
+    """Run an operation with --json; return its summary (a non-zero exit fails the test)."""
+    return json.loads(command_run(command, *args, "--json").stdout)
 
 
-def run_failing(command: str, *args: str) -> tuple[CommandError, dict[str, Any]]:
-    stdout = StringIO()
-    with pytest.raises(CommandError) as raised:
-        call_command(command, *args, "--json", stdout=stdout, stderr=StringIO())
-    return raised.value, json.loads(stdout.getvalue())
+def run_failing(command: str, *args: str) -> tuple[CommandRun, dict[str, Any]]:
+    result = command_run(command, *args, "--json", expect_exit=None)
+    assert result.exit_code != 0, result
+    return result, json.loads(result.stdout)
 
 
 def text(part) -> str:
@@ -266,7 +262,7 @@ def test_tampering_alert_reaches_the_given_address_and_the_command_exits_3(
         "verify_audit_trail", "--alert-on-tampering", "--email", "sec@example.com"
     )
 
-    assert error.returncode == 3
+    assert error.exit_code == 3
     assert summary["status"] == "tampering"
     assert summary["emails"] == {"sent": 1, "failed": 0, "queued": 0}
     logged = EmailMessage.objects.get(purpose="tampering_alert")

@@ -19,14 +19,13 @@ from payments.models import CashSession, CashTransaction, DailyCounter, SessionS
 from payments.services import session_open, transaction_record
 from tests.factories import AgentFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 MORNING = dt.datetime(2026, 11, 24, 8, 0, tzinfo=ZoneInfo("Indian/Antananarivo"))
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.frozen_at(MORNING, tick=True)]
 
 
 @pytest.fixture(autouse=True)
-def clock(time_machine):
-    time_machine.move_to(MORNING, tick=True)
+def _morning(clock):
+    """A ticking clock from 08:00: concurrent writers see time pass."""
 
 
 def run_together(*calls):

@@ -42,17 +42,14 @@ from tests.factories import (
 )
 from tests.payments.helpers import assert_audited
 
-pytestmark = pytest.mark.django_db
-
 LOCAL = ZoneInfo("Indian/Antananarivo")
 MORNING = dt.datetime(2026, 11, 24, 8, 0, tzinfo=LOCAL)
+pytestmark = [pytest.mark.django_db, pytest.mark.frozen_at(MORNING)]
 
 
 @pytest.fixture(autouse=True)
-def clock(time_machine):
+def _morning(clock):
     """The clock stands still at 08:00 local time on 24 November 2026 unless a test moves it."""
-    time_machine.move_to(MORNING, tick=False)
-    return time_machine
 
 
 @pytest.fixture
