@@ -13,6 +13,7 @@ from django.core.management.base import (
     CommandParser,
     DjangoHelpFormatter,
 )
+from django.db import InterfaceError, OperationalError
 from django.utils import translation
 
 from tasks.inputs import InvalidInput
@@ -77,7 +78,16 @@ class OperationCommand(BaseCommand):
         if options["enqueue"]:
             self.enqueue(arguments, as_json=options["json"])
             return
-        result = operation_execute(self.operation, options=checked, trigger=Trigger.MANUAL)
+        try:
+            result = operation_execute(self.operation, options=checked, trigger=Trigger.MANUAL)
+        except (OperationalError, InterfaceError) as error:
+            # One line for cron's log, not a traceback per item: the run stopped here.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CommandError(
+                f"The database could not be reached ({reason}); {self.operation.name} stopped. "
+                "What it finished is saved; the next run takes the rest.",
+                returncode=ExitCode.FAILED,
+            ) from error
         if options["json"]:
             self.stdout.write(json.dumps(result_json(result), indent=2, sort_keys=True))
         elif isinstance(result, AlreadyRunning):

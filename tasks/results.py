@@ -14,11 +14,17 @@ from django.utils import timezone
 
 
 class Trigger(enum.StrEnum):
-    """Who started a run. Stored with every run, report and audit entry it writes."""
+    """Who started a run. Stored with every run, report and audit entry it writes.
+
+    Beat's schedules pass ``beat`` explicitly; a task sent without a trigger (Flower's
+    API, ``send_task``, the beat admin's "Run selected tasks") is recorded as ``task``,
+    never as a scheduled run.
+    """
 
     BEAT = "beat"
     MANUAL = "manual"
     MANUAL_ENQUEUE = "manual-enqueue"
+    TASK = "task"
 
 
 class OperationStatus(enum.StrEnum):

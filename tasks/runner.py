@@ -6,6 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+
 from tasks.inputs import InvalidInput
 from tasks.locking import OperationAlreadyRunning, operation_lock
 from tasks.results import AlreadyRunning, Trigger, result_json
@@ -36,6 +39,21 @@ class Operation(Generic[OptionsT, ResultT]):
     takes_lock: Callable[[OptionsT], bool] = _always
 
 
+# The faults that end a whole run, never one item: the time limit, and a database that
+# went away (every later item would fail the same way, one traceback each).
+RUN_STOPPING_ERRORS = (SoftTimeLimitExceeded, OperationalError, InterfaceError)
+
+
+class OperationStopped(Exception):
+    """A run ended before its last item. What it did is committed; the rest is left for
+    the next run, which every operation picks up where this one stopped."""
+
+
+def item_failure_stops_the_run(error: BaseException) -> bool:
+    """For an operation's per-item ``except``: True when the error must end the run."""
+    return isinstance(error, RUN_STOPPING_ERRORS)
+
+
 def trigger_parse(value: Any) -> Trigger:
     try:
         return Trigger(value)
@@ -62,5 +80,12 @@ def operation_task_body(operation: Operation, *, trigger: Any, **arguments: Any)
     """The body of an operation's Celery task: bad arguments fail the task with one
     clear error before anything is written; the result leaves as JSON."""
     options = operation.parse(**arguments)
-    result = operation_execute(operation, options=options, trigger=trigger_parse(trigger))
+    try:
+        result = operation_execute(operation, options=options, trigger=trigger_parse(trigger))
+    except SoftTimeLimitExceeded as error:
+        # A FAILURE in Flower and the results, with the reason in one sentence.
+        raise OperationStopped(
+            f"{operation.name} was stopped by its time limit; what it finished is saved and "
+            "the next run takes the rest."
+        ) from error
     return result_json(result)

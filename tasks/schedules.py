@@ -40,6 +40,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Every hour at minute 0: close sessions left open past the timeout.",
         minute="0",
         hour="*",
+        kwargs={"trigger": "beat"},
         expire_seconds=50 * 60,
     ),
     ScheduleSpec(
@@ -48,7 +49,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Daily at 02:00: verify the audit hash chain, alert admins on tampering.",
         minute="0",
         hour="2",
-        kwargs={"alert_on_tampering": True},
+        kwargs={"alert_on_tampering": True, "trigger": "beat"},
         expire_seconds=12 * HOUR,
     ),
     ScheduleSpec(
@@ -57,7 +58,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         description="Daily at 08:00: remind agents, and summarise for admins, what to reconcile.",
         minute="0",
         hour="8",
-        kwargs={"email_admins": True},
+        kwargs={"email_admins": True, "trigger": "beat"},
         expire_seconds=12 * HOUR,
     ),
     ScheduleSpec(
@@ -67,6 +68,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         minute="0",
         hour="9",
         day_of_month="1",
+        kwargs={"trigger": "beat"},
         expire_seconds=7 * 24 * HOUR,
     ),
 )
@@ -77,6 +79,8 @@ class SyncResult:
     created: list[str] = field(default_factory=list)
     reset: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Rows from before beat passed its trigger: given trigger="beat", nothing else touched.
+    trigger_added: list[str] = field(default_factory=list)
 
 
 def _crontab_for(spec: ScheduleSpec) -> CrontabSchedule:
@@ -119,6 +123,14 @@ def _defaults_for(spec: ScheduleSpec) -> dict[str, Any]:
     }
 
 
+def _trigger_missing(task: PeriodicTask) -> bool:
+    try:
+        kwargs = json.loads(task.kwargs or "{}")
+    except ValueError:
+        return False  # an administrator's broken edit: beat reports it; leave it to them
+    return isinstance(kwargs, dict) and "trigger" not in kwargs
+
+
 def schedules_sync(*, reset: bool = False) -> SyncResult:
     """Upsert the registry's rows by their unique names. Rows not in the registry, and
     admin edits to ours, are left alone unless ``reset``."""
@@ -134,15 +146,21 @@ def schedules_sync(*, reset: bool = False) -> SyncResult:
                     setattr(existing, attribute, value)
                 existing.save()
                 result.reset.append(spec.name)
+            elif _trigger_missing(existing):
+                kwargs = json.loads(existing.kwargs or "{}")
+                existing.kwargs = json.dumps({**kwargs, "trigger": "beat"}, sort_keys=True)
+                existing.save(update_fields=["kwargs"])
+                result.trigger_added.append(spec.name)
             else:
                 result.unchanged.append(spec.name)
-        if result.created or result.reset:
+        if result.created or result.reset or result.trigger_added:
             # Tell a running beat to reload (bulk paths skip the model's own signal).
             PeriodicTasks.update_changed()
     logger.info(
-        "Schedules synced: created %s, reset %s, unchanged %s",
+        "Schedules synced: created %s, reset %s, trigger added %s, unchanged %s",
         result.created,
         result.reset,
+        result.trigger_added,
         result.unchanged,
     )
     return result

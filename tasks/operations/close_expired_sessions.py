@@ -23,7 +23,7 @@ from payments.services import (
 )
 from tasks.inputs import InvalidInput
 from tasks.results import OperationStatus, Trigger, omitted_when_none
-from tasks.runner import Operation
+from tasks.runner import Operation, item_failure_stops_the_run
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def _close(
             config=config,
         )
     except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
+        if item_failure_stops_the_run(error):
+            raise
         logger.exception("Auto-close of session %s failed", session.number)
         return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
     if closure.email_id:
@@ -197,6 +199,8 @@ def _notify_expired(
             config=config,
         )
     except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
+        if item_failure_stops_the_run(error):
+            raise
         logger.exception("Expiry notice for session %s failed", session.number)
         return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
     if notice is None:

@@ -33,7 +33,7 @@ from payments.selectors import (
 from payments.services import reconciliation_reminder_send, reconciliation_summary_send
 from tasks.inputs import InvalidInput
 from tasks.results import OperationStatus, Trigger, omitted_when_none
-from tasks.runner import Operation
+from tasks.runner import Operation, item_failure_stops_the_run
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,8 @@ def _remind(
             backlog=agent, day=day, days=options.days, currency=currency, trigger=trigger.value
         )
     except Exception as error:  # noqa: BLE001 - one agent's failure must not stop the others
+        if item_failure_stops_the_run(error):
+            raise
         logger.exception("Reconciliation reminder to agent %s failed", agent.agent_code)
         return ReminderAction.FAILED, None, f"{type(error).__name__}: {error}"
     if notice is None:
@@ -287,6 +289,8 @@ def _admin_summary(
             trigger=trigger.value,
         )
     except Exception as error:  # noqa: BLE001 - the agents' reminders already went out
+        if item_failure_stops_the_run(error):
+            raise
         logger.exception("Reconciliation summary to administrators failed")
         return (
             AdminSummary(

@@ -552,10 +552,10 @@ def test_a_repeated_scheduled_run_does_not_send_the_report_twice(
     clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        first = generate_commission_report()
+        first = generate_commission_report(trigger="beat")
     clock.shift(dt.timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
-        again = generate_commission_report()
+        again = generate_commission_report(trigger="beat")
 
     assert (first["trigger"], first["period"]) == ("beat", "2026-10")
     assert first["already_generated"] is False
@@ -580,7 +580,7 @@ def test_a_scheduled_run_that_loses_the_race_reports_the_winner_and_sends_nothin
     clock, october, staff, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        first = generate_commission_report()
+        first = generate_commission_report(trigger="beat")
     real_lookup = operation.commission_report_scheduled_get
     lookups = []
 
@@ -591,7 +591,7 @@ def test_a_scheduled_run_that_loses_the_race_reports_the_winner_and_sends_nothin
 
     monkeypatch.setattr(operation, "commission_report_scheduled_get", not_yet_there)
     with django_capture_on_commit_callbacks(execute=True):
-        again = generate_commission_report()
+        again = generate_commission_report(trigger="beat")
 
     assert len(lookups) == 2
     assert again["already_generated"] is True
@@ -605,7 +605,7 @@ def test_a_manual_run_after_the_scheduled_one_generates_and_sends_again(
     clock, october, staff, mailoutbox, django_capture_on_commit_callbacks, run_json
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        scheduled = generate_commission_report()
+        scheduled = generate_commission_report(trigger="beat")
     manual = run_json()
     manual_again = run_json()
 

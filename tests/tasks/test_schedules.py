@@ -50,16 +50,25 @@ class Expected:
 # The guide's recommended crontab lines, read in TIME_ZONE.
 EXPECTED = {
     "close_expired_sessions": Expected(
-        "tasks.close_expired_sessions", "0", "*", "*", period_seconds=HOUR
+        "tasks.close_expired_sessions", "0", "*", "*", {"trigger": "beat"}, period_seconds=HOUR
     ),
     "verify_audit_trail": Expected(
-        "tasks.verify_audit_trail", "0", "2", "*", {"alert_on_tampering": True}
+        "tasks.verify_audit_trail",
+        "0",
+        "2",
+        "*",
+        {"alert_on_tampering": True, "trigger": "beat"},
     ),
     "reconciliation_reminder": Expected(
-        "tasks.reconciliation_reminder", "0", "8", "*", {"email_admins": True}
+        "tasks.reconciliation_reminder", "0", "8", "*", {"email_admins": True, "trigger": "beat"}
     ),
     "generate_commission_report": Expected(
-        "tasks.generate_commission_report", "0", "9", "1", period_seconds=28 * DAY
+        "tasks.generate_commission_report",
+        "0",
+        "9",
+        "1",
+        {"trigger": "beat"},
+        period_seconds=28 * DAY,
     ),
 }
 
@@ -172,7 +181,7 @@ def admin_edits() -> None:
     reminder.enabled = False
     reminder.save()
     closing = PeriodicTask.objects.get(name="close_expired_sessions")
-    closing.kwargs = json.dumps({"force": True})
+    closing.kwargs = json.dumps({"force": True, "trigger": "beat"})
     closing.queue = "slow"
     closing.priority = 5
     closing.save()
@@ -198,10 +207,29 @@ def test_a_sync_keeps_what_an_administrator_edited():
     assert (verify.crontab.minute, verify.crontab.hour) == ("30", "3")
     assert PeriodicTask.objects.get(name="reconciliation_reminder").enabled is False
     assert json.loads(PeriodicTask.objects.get(name="close_expired_sessions").kwargs) == {
-        "force": True
+        "force": True,
+        "trigger": "beat",
     }
     assert PeriodicTasks.last_change() == marker
     assert "Schedules: 0 created, 0 reset, 4 kept." in output
+
+
+def test_a_row_from_before_beat_passed_its_trigger_gets_it_and_keeps_every_edit():
+    sync_at(local(2026, 11, 27, 12, 0))
+    closing = PeriodicTask.objects.get(name="close_expired_sessions")
+    closing.kwargs = json.dumps({"force": True})  # edited before triggers were passed
+    closing.priority = 5
+    closing.save()
+    marker = PeriodicTasks.last_change()
+
+    output = sync_at(local(2026, 11, 28, 12, 0))
+
+    closing.refresh_from_db()
+    assert json.loads(closing.kwargs) == {"force": True, "trigger": "beat"}
+    assert closing.priority == 5
+    assert "close_expired_sessions       kept, now passes trigger=beat" in output
+    assert "Schedules: 0 created, 0 reset, 4 kept." in output
+    assert PeriodicTasks.last_change() != marker  # a running beat reloads the new kwargs
 
 
 def test_reset_restores_the_defaults_and_tells_a_running_beat():

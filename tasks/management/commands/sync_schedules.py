@@ -23,6 +23,7 @@ class Command(BaseCommand):
         for names, verb in (
             (result.created, "created"),
             (result.reset, "reset"),
+            (result.trigger_added, "kept, now passes trigger=beat"),
             (result.unchanged, "kept as is"),
         ):
             for name in names:
@@ -32,6 +33,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Schedules: {len(result.created)} created, {len(result.reset)} reset, "
-                f"{len(result.unchanged)} kept."
+                f"{len(result.unchanged) + len(result.trigger_added)} kept."
             )
         )
