@@ -14,12 +14,11 @@ class EmailOutcomes:
     """How a run's messages fared when it ended."""
 
     queued: int = 0
-    sending: int = 0
     sent: int = 0
     failed: int = 0
 
     def any(self) -> bool:
-        return bool(self.queued or self.sending or self.sent or self.failed)
+        return bool(self.queued or self.sent or self.failed)
 
 
 def staff_email_addresses() -> list[str]:
@@ -45,7 +44,6 @@ def email_outcomes(email_ids: Iterable[int]) -> EmailOutcomes:
     counts = {row["status"]: row["n"] for row in rows}
     return EmailOutcomes(
         queued=counts.get(EmailStatus.QUEUED, 0),
-        sending=counts.get("sending", 0),
         sent=counts.get(EmailStatus.SENT, 0),
         failed=counts.get(EmailStatus.FAILED, 0),
     )

@@ -14,8 +14,6 @@ def email_outcomes_text(outcomes: EmailOutcomes) -> str:
     parts = []
     if outcomes.queued:
         parts.append(f"queued ({outcomes.queued})")
-    if outcomes.sending:
-        parts.append(f"sending ({outcomes.sending})")
     if outcomes.sent:
         parts.append(f"sent ({outcomes.sent})")
     if outcomes.failed:
