@@ -30,6 +30,10 @@ class ScheduleSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     # Shorter than the period: after an outage, stale messages expire instead of piling up.
     expire_seconds: int = HOUR
+    # How long a due run may be missing before the watchdog calls it overdue, alerts and
+    # catches it up (tasks/watchdog.py). None: the watchdog does not track this schedule
+    # by its operation's runs.
+    overdue_grace_seconds: int | None = None
 
 
 # The guide's recommended times, read in settings.TIME_ZONE.
@@ -42,6 +46,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         hour="*",
         kwargs={"trigger": "beat"},
         expire_seconds=50 * 60,
+        overdue_grace_seconds=15 * 60,
     ),
     ScheduleSpec(
         name="verify_audit_trail",
@@ -51,6 +56,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         hour="2",
         kwargs={"alert_on_tampering": True, "trigger": "beat"},
         expire_seconds=12 * HOUR,
+        overdue_grace_seconds=HOUR,
     ),
     ScheduleSpec(
         name="reconciliation_reminder",
@@ -60,6 +66,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         hour="8",
         kwargs={"email_admins": True, "trigger": "beat"},
         expire_seconds=12 * HOUR,
+        overdue_grace_seconds=HOUR,
     ),
     ScheduleSpec(
         name="generate_commission_report",
@@ -70,6 +77,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         day_of_month="1",
         kwargs={"trigger": "beat"},
         expire_seconds=7 * 24 * HOUR,
+        overdue_grace_seconds=HOUR,
     ),
 )
 
