@@ -76,7 +76,7 @@ def operation_execute(
         return AlreadyRunning(operation=operation.name, trigger=trigger)
 
 
-def operation_task_body(operation: Operation, *, trigger: Any, **arguments: Any) -> Any:
+def operation_task_body(operation: Operation, /, *, trigger: Any, **arguments: Any) -> Any:
     """The body of an operation's Celery task: bad arguments fail the task with one
     clear error before anything is written; the result leaves as JSON."""
     options = operation.parse(**arguments)

@@ -42,10 +42,14 @@ OPERATION_TASK_OPTIONS: dict[str, Any] = {
 
 @shared_task(name="tasks.close_expired_sessions", **OPERATION_TASK_OPTIONS)
 def close_expired_sessions(
-    self, *, dry_run: bool = False, force: bool = False, trigger: str = "task"
+    self, *, dry_run: bool = False, force: bool = False, trigger: str = "task", **unknown: Any
 ) -> dict[str, Any]:
     return operation_task_body(
-        close_expired_sessions_operation.OPERATION, trigger=trigger, dry_run=dry_run, force=force
+        close_expired_sessions_operation.OPERATION,
+        trigger=trigger,
+        dry_run=dry_run,
+        force=force,
+        **unknown,  # refused by the operation's options_parse in one sentence
     )
 
 
@@ -79,6 +83,7 @@ def verify_audit_trail(
     alert_on_tampering: bool = False,
     email: str | None = None,
     trigger: str = "task",
+    **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         verify_audit_trail_operation.OPERATION,
@@ -88,6 +93,7 @@ def verify_audit_trail(
         full=full,
         alert_on_tampering=alert_on_tampering,
         email=email,
+        **unknown,  # refused by the operation's options_parse in one sentence
     )
 
 

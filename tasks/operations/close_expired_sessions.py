@@ -21,7 +21,7 @@ from payments.services import (
     session_close_expired,
     session_expiry_notify,
 )
-from tasks.inputs import InvalidInput
+from tasks.inputs import flag_option, no_unknown_arguments
 from tasks.results import OperationStatus, Trigger, omitted_when_none
 from tasks.runner import Operation, item_failure_stops_the_run
 
@@ -37,14 +37,11 @@ class Options:
     force: bool = False
 
 
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false, not {value!r:.40}.")
-    return value
-
-
-def options_parse(*, dry_run: Any = False, force: Any = False) -> Options:
-    return Options(dry_run=_flag("dry_run", dry_run), force=_flag("force", force))
+def options_parse(*, dry_run: Any = False, force: Any = False, **unknown: Any) -> Options:
+    no_unknown_arguments(unknown, operation=NAME, known=("dry_run", "force", "trigger"))
+    return Options(
+        dry_run=flag_option(dry_run, option="dry_run"), force=flag_option(force, option="force")
+    )
 
 
 class SessionAction(enum.StrEnum):

@@ -26,10 +26,17 @@ from auditing.verification import (
     chain_verify,
     chain_verify_period,
 )
-from mailing.addresses import InvalidEmailAddress, email_address_validate
+from mailing.addresses import InvalidEmailAddress
 from mailing.selectors import EmailOutcomes, email_outcomes, staff_email_addresses
 from mailing.services import email_queue
-from tasks.inputs import InvalidInput, email_option
+from tasks.inputs import (
+    InvalidInput,
+    email_address_checked,
+    email_option,
+    flag_option,
+    no_unknown_arguments,
+    quoted,
+)
 from tasks.results import OperationStatus, Trigger, omitted_when_none
 from tasks.runner import Operation
 
@@ -82,14 +89,20 @@ def options_parse(
     full: Any = False,
     alert_on_tampering: Any = False,
     email: Any = None,
+    **unknown: Any,
 ) -> Options:
     """Check the task's arguments, in the command's order and with its sentences.
 
     Without --end-date the range ends when the run starts; without --start-date it starts
     30 days before the end date.
     """
-    full = _flag(full, name="full")
-    alert_on_tampering = _flag(alert_on_tampering, name="alert_on_tampering")
+    no_unknown_arguments(
+        unknown,
+        operation=NAME,
+        known=("start_date", "end_date", "full", "alert_on_tampering", "email", "trigger"),
+    )
+    full = flag_option(full, option="full")
+    alert_on_tampering = flag_option(alert_on_tampering, option="alert_on_tampering")
     if full:
         if start_date or end_date:
             raise InvalidInput(
@@ -131,12 +144,6 @@ def period_resolve(options: Options, *, now: dt.datetime) -> Period:
     )
 
 
-def _flag(value: Any, *, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false, not {value!r:.40}.")
-    return value
-
-
 def _date_parse(value: Any, *, option: str) -> dt.date | None:
     if value is None:
         return None
@@ -145,7 +152,9 @@ def _date_parse(value: Any, *, option: str) -> dt.date | None:
             raise ValueError(value)
         parsed = dt.date.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"{option} {value!r} is not a valid date; use YYYY-MM-DD.") from None
+        raise InvalidInput(
+            f"{option} {quoted(value)} is not a valid date; use YYYY-MM-DD."
+        ) from None
     # Far-off years would overflow the date arithmetic; no audit entry is that old or new.
     latest_year = timezone.localdate().year + 1
     if not EARLIEST_YEAR <= parsed.year <= latest_year:
@@ -163,7 +172,7 @@ def _alert_address(value: Any) -> str | None:
     if not isinstance(value, str):
         return email_option(value)  # None, or its sentence for a value that is no address
     try:
-        return email_address_validate(value)
+        return email_address_checked(value)
     except InvalidEmailAddress as error:
         reason = str(error)
         raise InvalidInput(f"{reason[:1].upper()}{reason[1:]}.") from error
