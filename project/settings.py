@@ -150,7 +150,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, recording a heartbeat and the runs it could not send.
+CELERY_BEAT_SCHEDULER = "tasks.scheduler:HeartbeatDatabaseScheduler"
+# Every worker runs the watchdog this often (tasks/watchdog.py); 0 turns it off.
+WATCHDOG_INTERVAL_SECONDS = env.int("WATCHDOG_INTERVAL_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE: dict = {}
 # Limits: soft < hard < the Redis visibility timeout, or a long task still running would be
 # handed to a second worker. Tasks may set tighter limits of their own.

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
+from tasks.health.services import job_run_crashed, job_run_finished, job_run_started
 from tasks.inputs import InvalidInput
 from tasks.locking import OperationAlreadyRunning, operation_lock
 from tasks.results import AlreadyRunning, Trigger, result_json
@@ -67,13 +68,29 @@ def operation_execute(
 ) -> ResultT | AlreadyRunning:
     """Run under the operation's lock. A second concurrent run returns at once."""
     if not operation.takes_lock(options):
+        # A dry run writes nothing, its job health included: a preview is not a run.
         return operation.run(options=options, trigger=trigger)
     try:
         with operation_lock(operation.name):
-            return operation.run(options=options, trigger=trigger)
+            return _run_recording_health(operation, options=options, trigger=trigger)
     except OperationAlreadyRunning:
         logger.warning("%s is already running; %s run skipped", operation.name, trigger)
         return AlreadyRunning(operation=operation.name, trigger=trigger)
+
+
+def _run_recording_health(
+    operation: Operation[OptionsT, ResultT], *, options: OptionsT, trigger: Trigger
+) -> ResultT:
+    """The run between its start and its outcome in the operation's job health, which the
+    watchdog and /health/ready/ read (tasks/health/)."""
+    clock = job_run_started(name=operation.name, trigger=trigger)
+    try:
+        result = operation.run(options=options, trigger=trigger)
+    except BaseException as error:
+        job_run_crashed(clock=clock, error=error)
+        raise
+    job_run_finished(clock=clock, status=result.status, message=result.message or "")
+    return result
 
 
 def operation_task_body(operation: Operation, /, *, trigger: Any, **arguments: Any) -> Any:

@@ -15,7 +15,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ["migrate", "web", "worker", "beat", "flower"]
 LONG_RUNNING = ["web", "worker", "beat", "flower"]
-DATABASE_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler with a heartbeat; the same in settings, compose, Procfile.
+DATABASE_SCHEDULER = "tasks.scheduler:HeartbeatDatabaseScheduler"
 # ${VAR}, ${VAR:-default}, ${VAR:?error} and $VAR; "$$" is compose's escaped dollar.
 VARIABLE = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -103,6 +104,46 @@ def test_exactly_one_beat_runs_the_database_scheduler_and_cannot_be_scaled(servi
     words = command_words(beat)
     assert words[words.index("--scheduler") + 1] == DATABASE_SCHEDULER
     assert "container_name" in beat or beat.get("deploy", {}).get("replicas") == 1
+
+
+def test_beat_runs_the_settings_scheduler_a_database_scheduler_with_a_heartbeat():
+    from django.conf import settings
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    from tasks.scheduler import HeartbeatDatabaseScheduler
+
+    assert settings.CELERY_BEAT_SCHEDULER == DATABASE_SCHEDULER
+    assert issubclass(HeartbeatDatabaseScheduler, DatabaseScheduler)
+
+
+def healthcheck_text(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return test if isinstance(test, str) else " ".join(str(word) for word in test)
+
+
+def test_web_is_healthy_while_its_process_answers_health(services):
+    """Liveness, not readiness: a database outage must not get web restarted."""
+    text = healthcheck_text(services["web"])
+    assert "http://127.0.0.1:8000/health/'" in text
+    assert "/health/ready/" not in text
+    # The probe's host must pass ALLOWED_HOSTS, or Django answers 400.
+    assert "127.0.0.1" in env_example()["ALLOWED_HOSTS"].split(",")
+
+
+def test_beat_is_healthy_while_its_heartbeat_is_fresh(services):
+    beat = services["beat"]
+    assert command_words({"command": beat["healthcheck"]["test"]})[1:] == [
+        "python",
+        "manage.py",
+        "watchdog",
+        "--beat-only",
+    ]
+    # The heartbeat is written every 30 s: a check every minute, and time to start.
+    assert beat["healthcheck"]["start_period"]
+
+
+def test_workers_keep_their_ping_healthcheck(services):
+    assert "inspect ping" in healthcheck_text(services["worker"])
 
 
 def test_flower_listens_on_5555_and_compose_refuses_to_start_without_credentials(services):

@@ -78,7 +78,8 @@ def test_results_are_stored_in_the_database_with_their_arguments():
 
 
 def test_beat_reads_its_schedule_from_the_database_in_local_time():
-    assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    # django-celery-beat's DatabaseScheduler, with a heartbeat (tasks/scheduler.py).
+    assert app.conf.beat_scheduler == "tasks.scheduler:HeartbeatDatabaseScheduler"
     assert app.conf.timezone == settings.TIME_ZONE
 
 

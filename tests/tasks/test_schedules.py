@@ -324,7 +324,8 @@ def test_sync_and_reset_never_touch_rows_they_do_not_own():
 
 def test_settings_leave_beat_schedules_to_the_database():
     assert settings.CELERY_BEAT_SCHEDULE == {}
-    assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
+    # django-celery-beat's DatabaseScheduler, with a heartbeat (tasks/scheduler.py).
+    assert settings.CELERY_BEAT_SCHEDULER == "tasks.scheduler:HeartbeatDatabaseScheduler"
     assert project.celery.app.conf.beat_schedule == {}
 
 

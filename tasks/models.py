@@ -1,0 +1,119 @@
+"""Job health: what each scheduled operation last did, beat's and the watchdog's
+heartbeats, and the incidents the watchdog alerted administrators about.
+
+Operational records, not business ones: they are written outside the audit trail, and a
+failure to write them never fails the work they describe.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobHealth(models.Model):
+    """One row per scheduled operation (named like the operation and its beat schedule).
+
+    The runner writes the run fields around every run that writes (a dry run is a preview
+    and counts for nothing); beat writes the dispatch failure; the watchdog writes the
+    catch-up fields.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    watched_since = models.DateTimeField(
+        default=timezone.now,
+        help_text="Due times before this were never promised: a new install or a new "
+        "schedule is not overdue for runs from before it existed.",
+    )
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_trigger = models.CharField(max_length=20, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(
+        max_length=20, blank=True, help_text="ok, failed or tampering; error for a crash."
+    )
+    last_message = models.TextField(blank=True)
+    last_duration = models.DurationField(null=True, blank=True)
+    last_success_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last successful run started."
+    )
+    dispatch_failed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When beat last failed to send this schedule's task (broker down).",
+    )
+    dispatch_error = models.TextField(blank=True)
+    catch_up_for = models.DateTimeField(
+        null=True, blank=True, help_text="The missed due time the last catch-up run was for."
+    )
+    catch_up_enqueued_at = models.DateTimeField(null=True, blank=True)
+    catch_up_task_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = "job health"
+        verbose_name_plural = "job health"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a process that has no result of its own: beat's scheduler
+    loop, the watchdog."""
+
+    name = models.CharField(max_length=40, unique=True)
+    beat_at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True, help_text="host name and process id")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IncidentKind(models.TextChoices):
+    JOB_OVERDUE = "job_overdue", "Job overdue"
+    BEAT_SILENT = "beat_silent", "Beat silent"
+    OUTBOX_BACKLOG = "outbox_backlog", "Undelivered mail"
+
+
+class Incident(models.Model):
+    """One problem, from the watchdog's first sight of it to its recovery: one alert when
+    it opens, one recovery notice when it clears, whatever the number of watchdog runs in
+    between. The database allows a single open incident per kind and subject."""
+
+    kind = models.CharField(max_length=20, choices=IncidentKind.choices)
+    subject = models.CharField(
+        max_length=200, help_text="What it is about: an operation's name, beat, the outbox."
+    )
+    opened_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True, help_text="What was seen when it opened.")
+    alert_email = models.ForeignKey(
+        "mailing.EmailMessage",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    recovery_email = models.ForeignKey(
+        "mailing.EmailMessage",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject"],
+                condition=Q(resolved_at__isnull=True),
+                name="tasks_incident_one_open_per_subject",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.resolved_at is None else "resolved"
+        return f"{self.get_kind_display()}: {self.subject} ({state})"
