@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from project.admin_mixins import ReadOnlyAdminMixin
-from reporting.models import CommissionReport, CommissionReportLine
+from reporting.models import CommissionReport, CommissionReportDelivery, CommissionReportLine
 
 
 class CommissionReportLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -19,6 +19,17 @@ class CommissionReportLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
 
 
+class CommissionReportDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Who the report was sent to, by which run, with the email that carried it (its status
+    is on the email's page)."""
+
+    model = CommissionReportDelivery
+    fields = ("address", "trigger", "requested_at", "resend", "email")
+    verbose_name = "delivery"
+    verbose_name_plural = "Sent to (each address once, unless resent on purpose)"
+    extra = 0
+
+
 @admin.register(CommissionReport)
 class CommissionReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -32,7 +43,8 @@ class CommissionReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "paid_amount",
         "cancelled_amount",
         "currency",
+        "duplicate_of",
     )
     list_filter = ("year", "month", "trigger")
     date_hierarchy = "generated_at"
-    inlines = [CommissionReportLineInline]
+    inlines = [CommissionReportDeliveryInline, CommissionReportLineInline]

@@ -5,15 +5,15 @@ Commission.created_at, over [start, end).
 """
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 
 from payments.models import (
     Agent,
@@ -24,7 +24,7 @@ from payments.models import (
     TransactionStatus,
 )
 from reporting.figures import AgentCommissions, CommissionFigures, CommissionTotals
-from reporting.models import CommissionReport
+from reporting.models import CommissionReport, CommissionReportDelivery
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -61,10 +61,6 @@ def _commissions(*, start: dt.datetime, end: dt.datetime):
     return Commission.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
-# The one trigger whose report is made once per month (the unique constraint's condition).
-SCHEDULED = "beat"
-
-
 def commission_figures_select(*, start: dt.datetime, end: dt.datetime) -> CommissionFigures:
     """The figures of [start, end) in the configured currency, the totals and their parts
     read from one snapshot."""
@@ -75,9 +71,54 @@ def commission_figures_select(*, start: dt.datetime, end: dt.datetime) -> Commis
     return CommissionFigures(currency=currency, totals=totals, agents=tuple(agents))
 
 
-def commission_report_scheduled_get(*, year: int, month: int) -> CommissionReport | None:
-    """The month's scheduled report, if a scheduled run already stored it."""
-    return CommissionReport.objects.filter(year=year, month=month, trigger=SCHEDULED).first()
+def commission_report_get(*, year: int, month: int) -> CommissionReport | None:
+    """The month's report, whoever stored it (never a duplicate set aside by 0005)."""
+    return CommissionReport.objects.filter(year=year, month=month, duplicate_of=None).first()
+
+
+@dataclass(frozen=True)
+class RecipientsPlan:
+    """A run's recipients (each mailbox once, in order) against the month's delivery log:
+    ``new`` never had the report, ``already_had`` holds the latest delivery to each of the
+    others."""
+
+    addresses: tuple[str, ...]
+    new: tuple[str, ...]
+    already_had: tuple[CommissionReportDelivery, ...]
+
+    def send_to(self, *, resend: bool) -> tuple[str, ...]:
+        """Those a run sends the report to: the new ones, or with ``resend`` all of them."""
+        return self.addresses if resend else self.new
+
+    def skipped(self, *, resend: bool) -> tuple[CommissionReportDelivery, ...]:
+        """Those a run does not send it to because they had it."""
+        return () if resend else self.already_had
+
+
+def commission_report_recipients_plan(
+    *, year: int, month: int, addresses: Iterable[str]
+) -> RecipientsPlan:
+    """Split ``addresses`` into those the month's report was never sent to and those it
+    was. Addresses compare case-insensitively, as the log's constraint does; deliveries of
+    a duplicate count, since they carried that month's report too."""
+    unique: dict[str, str] = {}
+    for address in addresses:
+        unique.setdefault(address.lower(), address)
+    latest: dict[str, CommissionReportDelivery] = {}
+    deliveries = (
+        CommissionReportDelivery.objects.filter(report__year=year, report__month=month)
+        .annotate(folded=Lower("address"))
+        .filter(folded__in=list(unique))
+        .select_related("email")
+        .order_by("-requested_at", "-pk")
+    )
+    for delivery in deliveries if unique else ():
+        latest.setdefault(delivery.address.lower(), delivery)
+    return RecipientsPlan(
+        addresses=tuple(unique.values()),
+        new=tuple(address for folded, address in unique.items() if folded not in latest),
+        already_had=tuple(latest[folded] for folded in unique if folded in latest),
+    )
 
 
 def commission_report_figures(*, report: CommissionReport) -> CommissionFigures:

@@ -61,7 +61,9 @@ def generate_commission_report(
     month: int | None = None,
     email: str | None = None,
     dry_run: bool = False,
+    resend: bool = False,
     trigger: str = "task",
+    **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         generate_commission_report_operation.OPERATION,
@@ -70,6 +72,8 @@ def generate_commission_report(
         month=month,
         email=email,
         dry_run=dry_run,
+        resend=resend,
+        **unknown,  # refused by the operation's options_parse in one sentence
     )
 
 

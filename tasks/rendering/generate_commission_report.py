@@ -1,5 +1,5 @@
 """generate_commission_report's text output: the period, the overall, by-status and by-agent
-tables, the checks, and what was stored and sent."""
+tables, the checks, what was stored, who was sent the report now and who already had it."""
 
 from decimal import Decimal
 
@@ -9,8 +9,11 @@ from django.utils import timezone
 
 from payments.money import format_money
 from tasks.operations.generate_commission_report import CommissionReportResult
+from tasks.rendering.emails import email_outcomes_text
 from tasks.results import OperationStatus
 
+# An earlier email in one of these states is delivered, or will be, without anyone's help.
+ON_THEIR_WAY = ("queued", "sending", "sent")
 AGENT_HEADERS = [
     "Agent",
     "Name",
@@ -21,7 +24,6 @@ AGENT_HEADERS = [
     "Paid",
     "Cancelled",
 ]
-EMAIL_LABELS = {"sent": "sent", "failed": "failed (will be retried)", "queued": "queued"}
 
 
 def commission_report_render(
@@ -108,23 +110,51 @@ def commission_report_render(
 def _outcome_render(result: CommissionReportResult, *, out: OutputWrapper, style: Style) -> None:
     if result.warning:
         out.write(style.WARNING(result.warning))
-    if result.status != OperationStatus.OK or result.already_generated:
+    if result.status != OperationStatus.OK:
         return
-    recipients = ", ".join(result.recipients) or "nobody"
+    if result.already_generated:
+        generated_at = timezone.localtime(result.generated_at)
+        out.write(
+            f"Report #{result.report_id} was already generated at "
+            f"{generated_at:%Y-%m-%d %H:%M}: its stored figures are shown and sent."
+        )
+    if result.already_had:
+        out.write(
+            "Already had it, not sent again: "
+            + ", ".join(
+                f"{earlier.address} (email #{earlier.email_id}, {earlier.email_status})"
+                for earlier in result.already_had
+            )
+        )
+    for earlier in result.already_had:
+        if earlier.email_status not in ON_THEIR_WAY:
+            out.write(
+                style.WARNING(
+                    f"The email that carried it to {earlier.address} (#{earlier.email_id}) is "
+                    f"{earlier.email_status} so far: the email log (admin → "
+                    "Mailing → Email messages) shows whether it will be "
+                    "retried; --resend sends the report again."
+                )
+            )
+    new_recipients = ", ".join(result.new_recipients)
+    again = " again (--resend)" if result.resend and result.already_generated else ""
     if result.dry_run:
-        out.write(f"Would email: {recipients}. Nothing was stored or sent.")
+        if result.new_recipients:
+            out.write(f"Would email{again}: {new_recipients}. Nothing was stored or sent.")
+        else:
+            out.write("Would email nobody. Nothing was stored or sent.")
         return
-    if not result.recipients:
-        out.write(style.SUCCESS(f"Report #{result.report_id} stored."))
+    stored = "" if result.already_generated else f"Report #{result.report_id} stored; "
+    if not result.new_recipients:
+        if stored:
+            out.write(style.SUCCESS(f"Report #{result.report_id} stored."))
+        elif result.recipients:
+            out.write(style.SUCCESS("Nobody new to send it to."))
         return
-    emails = result.emails
-    counts = ", ".join(
-        f"{getattr(emails, key)} {label}"
-        for key, label in EMAIL_LABELS.items()
-        if getattr(emails, key)
+    outcome = f"{stored}email{again} to {new_recipients}: {email_outcomes_text(result.emails)}"
+    out.write(
+        (style.ERROR if result.emails.failed else style.SUCCESS)(outcome[:1].upper() + outcome[1:])
     )
-    outcome = f"Report #{result.report_id} stored; email to {recipients}: {counts}"
-    out.write((style.ERROR if emails.failed else style.SUCCESS)(outcome))
 
 
 def _table(

@@ -45,6 +45,11 @@ def test_the_admin_shows_a_stored_report_with_its_lines_read_only(clock, october
     assert page.status_code == 200
     content = page.content.decode()
     assert "Hery Rakoto" in content and "Voahirana Rabe" in content
+    # Who it was sent to, and the email that carried it.
+    assert "Sent to (each address once, unless resent on purpose)" in content
+    assert "chief@example.com" in content
+    email = EmailMessage.objects.get()
+    assert reverse("admin:mailing_emailmessage_change", args=[email.pk]) in content
     assert 'name="_save"' not in content
     assert admin_client.get(reverse("admin:reporting_commissionreport_add")).status_code == 403
 

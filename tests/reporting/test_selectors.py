@@ -8,13 +8,15 @@ import pytest
 from django.utils import timezone
 
 from reporting.figures import AgentCommissions, CommissionTotals
+from reporting.models import CommissionReport
 from reporting.periods import period_bounds
 from reporting.selectors import (
     commission_figures_select,
     commission_report_figures,
-    commission_report_scheduled_get,
+    commission_report_get,
+    commission_report_recipients_plan,
 )
-from reporting.services import commission_report_store
+from reporting.services import commission_report_send, commission_report_store
 from tests.reporting.helpers import NOW, local, october_takings, takings, three_agents
 
 pytestmark = [pytest.mark.django_db, pytest.mark.frozen_at(NOW)]
@@ -121,10 +123,10 @@ def test_a_stored_report_reads_back_the_figures_it_was_made_from(clock, october)
     assert commission_report_figures(report=report) == figures
 
 
-def test_only_a_scheduled_report_is_the_months_scheduled_one(clock, october):
+def test_the_months_report_is_the_one_not_set_aside_as_a_duplicate(clock, october):
     figures = october_figures()
 
-    def store(trigger: str, month: int = 10):
+    def store(month: int, trigger: str = "manual"):
         report, _ = commission_report_store(
             year=2026,
             month=month,
@@ -135,10 +137,56 @@ def test_only_a_scheduled_report_is_the_months_scheduled_one(clock, october):
         )
         return report
 
-    store("manual")
-    store("manual-enqueue")
-    assert commission_report_scheduled_get(year=2026, month=10) is None
-    scheduled = store("beat")
-    store("beat", month=9)
+    assert commission_report_get(year=2026, month=10) is None
+    october_report = store(10, trigger="task")
+    september = store(9, trigger="beat")
+    # What 0005 does to a second report of a month stored before the constraint.
+    duplicate = CommissionReport.objects.create(
+        **{
+            field.name: getattr(october_report, field.name)
+            for field in CommissionReport._meta.concrete_fields
+            if field.name not in ("id", "duplicate_of")
+        },
+        duplicate_of=october_report,
+    )
 
-    assert commission_report_scheduled_get(year=2026, month=10) == scheduled
+    assert commission_report_get(year=2026, month=10) == october_report
+    assert commission_report_get(year=2026, month=9) == september
+    assert duplicate.pk != october_report.pk
+
+
+def test_the_plan_finds_the_months_deliveries_case_insensitively_latest_first(clock, october):
+    figures = october_figures()
+    report, first = commission_report_store(
+        year=2026,
+        month=10,
+        trigger="beat",
+        generated_at=timezone.now(),
+        figures=figures,
+        recipients=["Boss@Example.com", "zoe@example.com"],
+    )
+    again = commission_report_send(
+        report=report,
+        recipients=["boss@example.com"],
+        trigger="manual",
+        resend=True,
+        requested_at=timezone.now() + dt.timedelta(hours=1),
+    )
+
+    plan = commission_report_recipients_plan(
+        year=2026, month=10, addresses=["BOSS@example.com", "new@example.com", "New@example.com"]
+    )
+    september = commission_report_recipients_plan(year=2026, month=9, addresses=["zoe@example.com"])
+
+    assert plan.addresses == ("BOSS@example.com", "new@example.com")
+    assert plan.new == ("new@example.com",)
+    [delivery] = plan.already_had
+    assert (delivery.address, delivery.email_id, delivery.resend) == (
+        "boss@example.com",
+        again.email.pk,
+        True,
+    )
+    assert first.email.pk != again.email.pk
+    assert plan.send_to(resend=True) == plan.addresses
+    assert plan.skipped(resend=True) == ()
+    assert (september.new, september.already_had) == (("zoe@example.com",), ())

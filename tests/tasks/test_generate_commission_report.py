@@ -1,5 +1,6 @@
 """generate_commission_report, the operation and its command: which month, what is stored,
-sent and printed, how a scheduled run avoids sending twice, and the result's JSON. Data goes
+sent and printed, how one report per month reaches each recipient once whoever runs it
+(redelivered, hijacked, racing or resent), and the result's JSON. Data goes
 through the real services."""
 
 import csv
@@ -20,7 +21,9 @@ from django.db.models import Sum
 import reporting.selectors
 from mailing.models import EmailMessage
 from mailing.selectors import EmailOutcomes
-from reporting.models import CommissionReport, CommissionReportLine
+from payments.models import Commission
+from payments.services import commissions_mark_paid
+from reporting.models import CommissionReport, CommissionReportDelivery, CommissionReportLine
 from tasks.inputs import InvalidInput
 from tasks.operations import generate_commission_report as operation
 from tasks.results import OperationStatus, Trigger, result_json
@@ -416,10 +419,16 @@ def test_without_recipients_the_report_is_stored_with_a_clear_warning(
     assert "The report was stored but not emailed." in output
     assert result.status == OperationStatus.OK
     assert result.recipients == ()
-    assert result.emails == EmailOutcomes(queued=0, sent=0, failed=0)
-    assert result.warning.startswith("Nobody to send the report to")
-    assert CommissionReport.objects.count() == 2
-    assert CommissionReport.objects.filter(recipients=[]).count() == 2
+    assert result.emails == EmailOutcomes()
+    # The second run reuses the month's report.
+    assert result.already_generated is True
+    assert result.warning == (
+        "Nobody to send the report to: no --email was given and no active staff user has an "
+        "email address. The report was not emailed."
+    )
+    report = CommissionReport.objects.get()
+    assert report.recipients == []
+    assert not report.deliveries.exists()
     assert not EmailMessage.objects.exists()
     assert mailoutbox == []
 
@@ -474,7 +483,7 @@ def test_the_printed_report_shows_overall_status_and_agent_tables(
     report = CommissionReport.objects.get()
     # Still queued: the locmem server sees the message after the test's own commit.
     assert lines[-1] == (
-        f"Report #{report.pk} stored; email to boss@example.com, zoe@example.com: 1 queued"
+        f"Report #{report.pk} stored; email to boss@example.com, zoe@example.com: queued (1)"
     )
 
 
@@ -512,6 +521,7 @@ def test_help_lists_the_options_and_the_exit_codes():
         "--year YEAR",
         "--email EMAIL",
         "--dry-run",
+        "--resend",
         "--json",
         "--enqueue",
     ):
@@ -536,52 +546,223 @@ def test_enqueue_sends_the_resolved_period_to_the_broker(clock, config, monkeypa
 
     monkeypatch.setattr(generate_commission_report, "apply_async", apply_async)
 
-    output = run_command(COMMAND, "--enqueue", "--email", "chief@example.com").stdout
+    output = run_command(COMMAND, "--enqueue", "--email", "chief@example.com", "--resend").stdout
 
     assert sent["year"] == 2026 and sent["month"] == 10
-    assert (sent["email"], sent["dry_run"]) == ("chief@example.com", False)
+    assert (sent["email"], sent["dry_run"], sent["resend"]) == ("chief@example.com", False, True)
     assert sent["trigger"] == "manual-enqueue"
     assert "task-1" in output
     assert nothing_written()
 
 
-# No double sends --------------------------------------------------------------------------
+# One report per month, each recipient sent it once -----------------------------------------
 
 
-def test_a_repeated_scheduled_run_does_not_send_the_report_twice(
+def task_run(**kwargs) -> dict:
+    """The task as a worker runs it from a message (Flower, beat, a redelivery): the same
+    kwargs, eagerly, raising what the worker would record as a FAILURE."""
+    return generate_commission_report.apply(kwargs=kwargs).get()
+
+
+def deliveries() -> list[tuple[str, str, bool]]:
+    return list(
+        CommissionReportDelivery.objects.order_by("pk").values_list("address", "trigger", "resend")
+    )
+
+
+def earlier(address: str, email: EmailMessage, trigger: str) -> dict:
+    return {
+        "address": address,
+        "email_id": email.pk,
+        "email_status": email.status,
+        "requested_at": "2026-11-02T09:00:00+03:00",
+        "trigger": trigger,
+    }
+
+
+def test_a_redelivered_enqueued_run_stores_one_report_and_sends_one_email_per_recipient(
     clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
 ):
+    # What --enqueue sends; a redelivery (worker lost, acks_late) runs the same message.
+    message = {
+        "year": 2026,
+        "month": 10,
+        "email": None,
+        "dry_run": False,
+        "resend": False,
+        "trigger": "manual-enqueue",
+    }
     with django_capture_on_commit_callbacks(execute=True):
-        first = generate_commission_report(trigger="beat")
+        first = task_run(**message)
     clock.shift(dt.timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
-        again = generate_commission_report(trigger="beat")
+        again = task_run(**message)
 
-    assert (first["trigger"], first["period"]) == ("beat", "2026-10")
+    [report] = CommissionReport.objects.all()
+    [email] = EmailMessage.objects.all()
     assert first["already_generated"] is False
+    assert first["new_recipients"] == staff
     assert again["status"] == "ok"
     assert again["already_generated"] is True
-    assert again["report_id"] == first["report_id"]
+    assert again["report_id"] == first["report_id"] == report.pk
     assert again["generated_at"] == first["generated_at"]
-    assert again["totals"] == first["totals"]
-    assert again["agents"] == first["agents"]
-    assert again["recipients"] == staff
+    assert (again["totals"], again["agents"]) == (first["totals"], first["agents"])
+    assert again["new_recipients"] == []
+    assert again["already_had"] == [
+        earlier("boss@example.com", email, "manual-enqueue"),
+        earlier("zoe@example.com", email, "manual-enqueue"),
+    ]
     assert again["emails"] == {"queued": 0, "sent": 0, "failed": 0}
-    assert again["warning"] == (
-        "The scheduled October 2026 report was already generated at 2026-11-02 09:00 "
-        f"(report #{first['report_id']}); it was not sent again."
-    )
+    assert deliveries() == [
+        ("boss@example.com", "manual-enqueue", False),
+        ("zoe@example.com", "manual-enqueue", False),
+    ]
+    assert [message.to for message in mailoutbox] == [staff]
+
+
+def test_a_redelivered_beat_run_whose_email_is_still_queued_leaves_it_to_the_outbox(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks, run_command
+):
+    # The worker died after the commit, before delivering: the email stays queued.
+    with django_capture_on_commit_callbacks(execute=False):
+        first = task_run(trigger="beat")
+    clock.shift(dt.timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        again = task_run(trigger="beat")
+    output = run_command(COMMAND).stdout
+
+    [email] = EmailMessage.objects.all()
+    assert email.status == "queued"
+    assert email.recipients == staff
+    assert again["already_generated"] is True
+    assert again["report_id"] == first["report_id"]
+    assert again["new_recipients"] == []
+    assert [row["email_status"] for row in again["already_had"]] == ["queued", "queued"]
+    assert "warning" not in again
+    # Said as it is: an earlier run queued it, nobody is told it was sent.
+    assert f"Report #{first['report_id']} was already generated at 2026-11-02 09:00" in output
+    assert (
+        "Already had it, not sent again: "
+        f"boss@example.com (email #{email.pk}, queued), zoe@example.com (email #{email.pk}, queued)"
+    ) in output
+    assert output.splitlines()[-1] == "Nobody new to send it to."
+    assert mailoutbox == []
     assert CommissionReport.objects.count() == 1
+    assert len(deliveries()) == 2
+
+
+def test_a_later_run_says_when_the_email_that_carried_it_has_failed(
+    clock, october, staff, mailoutbox, run_json, run_command
+):
+    run_json("--email", "boss@example.com")
+    email = EmailMessage.objects.get()
+    EmailMessage.objects.filter(pk=email.pk).update(status="failed")
+
+    output = run_command(COMMAND, "--email", "boss@example.com").stdout
+
+    assert (
+        f"The email that carried it to boss@example.com (#{email.pk}) is failed so far: the "
+        "email log (admin \N{RIGHTWARDS ARROW} Mailing \N{RIGHTWARDS ARROW} Email messages) shows "
+        "whether it will be retried; --resend sends the report again."
+    ) in output
     assert EmailMessage.objects.count() == 1
-    assert len(mailoutbox) == 1
 
 
-def test_a_scheduled_run_that_loses_the_race_reports_the_winner_and_sends_nothing(
+def test_a_hijacking_email_argument_cannot_keep_the_report_from_the_administrators(
+    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+):
+    # Sent through Flower's API: a task with another address, ahead of beat.
+    with django_capture_on_commit_callbacks(execute=True):
+        hijack = task_run(year=2026, month=10, email="evil@attacker.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduled = task_run(trigger="beat")
+    with django_capture_on_commit_callbacks(execute=True):
+        redelivered = task_run(trigger="beat")
+
+    [report] = CommissionReport.objects.all()
+    assert (report.trigger, hijack["trigger"]) == ("task", "task")
+    assert hijack["new_recipients"] == ["evil@attacker.example"]
+    assert scheduled["report_id"] == report.pk
+    assert scheduled["already_generated"] is True
+    assert scheduled["recipients"] == scheduled["new_recipients"] == staff
+    assert scheduled["already_had"] == []
+    assert redelivered["new_recipients"] == []
+    assert [row["address"] for row in redelivered["already_had"]] == staff
+    assert deliveries() == [
+        ("evil@attacker.example", "task", False),
+        ("boss@example.com", "beat", False),
+        ("zoe@example.com", "beat", False),
+    ]
+    assert [message.to for message in mailoutbox] == [["evil@attacker.example"], staff]
+    assert EmailMessage.objects.count() == 2
+
+
+def test_a_later_run_reuses_the_stored_figures_and_sends_only_to_new_recipients(
+    clock, october, staff, mailoutbox, run_json, run_command
+):
+    first = run_json()
+    # Since then a pending commission was paid: the month's report stays as it was sent.
+    pending = Commission.objects.filter(status="pending").order_by("pk").first()
+    commissions_mark_paid(commissions=[pending], actor=None)
+    clock.shift(dt.timedelta(days=1))
+
+    again = run_json()
+    output = run_command(COMMAND, "--email", "chief@example.com").stdout
+
+    assert again["already_generated"] is True
+    assert again["report_id"] == first["report_id"]
+    assert again["by_status"] == first["by_status"]
+    assert again["generated_at"] == "2026-11-02T09:00:00+03:00"
+    assert again["new_recipients"] == []
+    report = CommissionReport.objects.get()
+    assert output.splitlines()[-1] == "Email to chief@example.com: queued (1)"
+    assert f"Report #{report.pk} was already generated at 2026-11-02 09:00" in output
+    assert "  Pending        2  550.00 MGA" in output.splitlines()
+    assert [message.to for message in mailoutbox] == [staff, ["chief@example.com"]]
+    assert deliveries() == [
+        ("boss@example.com", "manual", False),
+        ("zoe@example.com", "manual", False),
+        ("chief@example.com", "manual", False),
+    ]
+
+
+def test_resend_sends_the_report_again_to_its_recipients_and_logs_it(
+    clock, october, staff, mailoutbox, run_json, run_command, django_capture_on_commit_callbacks
+):
+    first = run_json("--email", "boss@example.com")
+    clock.shift(dt.timedelta(hours=2))
+
+    output = run_command(COMMAND, "--resend").stdout
+    with django_capture_on_commit_callbacks(execute=True):
+        by_task = task_run(resend=True, email="zoe@example.com")
+
+    assert output.splitlines()[-1] == (
+        "Email again (--resend) to boss@example.com, zoe@example.com: queued (1)"
+    )
+    assert by_task["resend"] is True
+    assert by_task["report_id"] == first["report_id"]
+    assert by_task["new_recipients"] == ["zoe@example.com"]
+    assert by_task["already_had"] == []
+    assert deliveries() == [
+        ("boss@example.com", "manual", False),
+        ("boss@example.com", "manual", True),
+        ("zoe@example.com", "manual", False),
+        ("zoe@example.com", "task", True),
+    ]
+    assert [message.to for message in mailoutbox] == [
+        ["boss@example.com"],
+        staff,
+        ["zoe@example.com"],
+    ]
+    assert CommissionReport.objects.count() == 1
+
+
+def test_a_run_that_loses_the_race_to_store_the_month_reuses_the_winners_report(
     clock, october, staff, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        first = generate_commission_report(trigger="beat")
-    real_lookup = operation.commission_report_scheduled_get
+        first = task_run(trigger="beat")
+    real_lookup = operation.commission_report_get
     lookups = []
 
     def not_yet_there(**kwargs):
@@ -589,40 +770,42 @@ def test_a_scheduled_run_that_loses_the_race_reports_the_winner_and_sends_nothin
         lookups.append(kwargs)
         return None if len(lookups) == 1 else real_lookup(**kwargs)
 
-    monkeypatch.setattr(operation, "commission_report_scheduled_get", not_yet_there)
+    monkeypatch.setattr(operation, "commission_report_get", not_yet_there)
     with django_capture_on_commit_callbacks(execute=True):
-        again = generate_commission_report(trigger="beat")
+        again = task_run(trigger="manual-enqueue", year=2026, month=10)
 
     assert len(lookups) == 2
     assert again["already_generated"] is True
     assert again["report_id"] == first["report_id"]
+    assert again["new_recipients"] == []
     assert CommissionReport.objects.count() == 1
     assert EmailMessage.objects.count() == 1
     assert len(mailoutbox) == 1
 
 
-def test_a_manual_run_after_the_scheduled_one_generates_and_sends_again(
-    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks, run_json
+def test_a_dry_run_of_a_reported_month_says_who_would_get_it_and_writes_nothing(
+    clock, october, staff, mailoutbox, run_json, run_command
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        scheduled = generate_commission_report(trigger="beat")
-    manual = run_json()
-    manual_again = run_json()
+    run_json("--email", "boss@example.com")
+    before = (EmailMessage.objects.count(), len(deliveries()))
 
-    reports = {scheduled["report_id"], manual["report_id"], manual_again["report_id"]}
-    assert len(reports) == 3
-    assert manual["already_generated"] is False
-    assert sorted(CommissionReport.objects.values_list("trigger", flat=True)) == [
-        "beat",
-        "manual",
-        "manual",
-    ]
-    assert len(mailoutbox) == 3
+    output = run_command(COMMAND, "--dry-run").stdout
+    resend = run_command(COMMAND, "--dry-run", "--resend").stdout
+
+    assert "Already had it, not sent again: boss@example.com (email #" in output
+    assert output.splitlines()[-1] == "Would email: zoe@example.com. Nothing was stored or sent."
+    assert resend.splitlines()[-1] == (
+        "Would email again (--resend): boss@example.com, zoe@example.com. "
+        "Nothing was stored or sent."
+    )
+    assert (EmailMessage.objects.count(), len(deliveries())) == before
+    assert len(mailoutbox) == 1
 
 
 def test_a_scheduled_dry_run_stores_and_sends_nothing(clock, october, staff, mailoutbox):
     summary = generate_commission_report(dry_run=True)
     assert (summary["status"], summary["dry_run"], summary["report_id"]) == ("ok", True, None)
+    assert summary["new_recipients"] == staff
     assert nothing_written()
 
 

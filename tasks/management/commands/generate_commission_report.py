@@ -12,9 +12,11 @@ from tasks.tasks import generate_commission_report as generate_commission_report
 class Command(OperationCommand):
     help = (
         "Report the commissions of one complete month (default: the previous month, in "
-        "TIME_ZONE): overall, by payment status and by agent. The report is stored and emailed "
-        "(HTML and text, with a CSV of the agents) to --email or to every active staff user "
-        "with an email address."
+        "TIME_ZONE): overall, by payment status and by agent. The report is stored once per "
+        "month and emailed (HTML and text, with a CSV of the agents) to --email or to every "
+        "active staff user with an email address. A month already reported keeps its stored "
+        "figures, and each recipient is sent it once: a later run sends it only to those that "
+        "never had it, unless --resend."
     )
     operation = generate_commission_report.OPERATION
     task = generate_commission_report_task
@@ -42,9 +44,17 @@ class Command(OperationCommand):
             action="store_true",
             help="Build and print the report; store nothing and send nothing.",
         )
+        parser.add_argument(
+            "--resend",
+            action="store_true",
+            help=(
+                "Send the month's report again to the recipients that already had it "
+                "(without it, each recipient is sent a month's report once)."
+            ),
+        )
 
     def task_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {name: options[name] for name in ("year", "month", "email", "dry_run")}
+        return {name: options[name] for name in generate_commission_report.ARGUMENTS}
 
     def enqueue(self, arguments: dict[str, Any], *, as_json: bool) -> None:
         # The month is the one resolved now, not when a worker picks the task up.
