@@ -289,8 +289,14 @@ class ReminderKind(models.TextChoices):
 
 
 class ReconciliationReminder(models.Model):
-    """One reminder sent on one local day; the unique constraints stop a retried run
-    from sending the same reminder twice."""
+    """One reminder sent on one local day: to an agent, listing the sessions it reminded
+    them of (its ``SessionReminder`` rows), or the administrators' daily summary.
+
+    An agent may get several reminders a day (a session closed after the morning's
+    reminder is reminded by the next run), but each session at most once a day: the
+    database holds that on ``SessionReminder``. ``session_numbers`` keeps what the
+    message listed, as it was sent (reminders written before sessions were keyed have
+    only this)."""
 
     kind = models.CharField(max_length=16, choices=ReminderKind.choices)
     agent = models.ForeignKey(
@@ -298,16 +304,17 @@ class ReconciliationReminder(models.Model):
     )
     day = models.DateField(help_text="Local date the reminder was sent for.")
     session_numbers = models.JSONField(default=list)
+    sessions = models.ManyToManyField(
+        CashSession,
+        through="SessionReminder",
+        related_name="reconciliation_reminders",
+        blank=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-day", "kind"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["agent", "day"],
-                condition=Q(kind="agent"),
-                name="payments_one_agent_reminder_a_day",
-            ),
             models.UniqueConstraint(
                 fields=["day"],
                 condition=Q(kind="admin_summary"),
@@ -323,3 +330,30 @@ class ReconciliationReminder(models.Model):
     def __str__(self) -> str:
         who = self.agent.code if self.agent_id else "administrators"
         return f"Reminder to {who} on {self.day}"
+
+
+class SessionReminder(models.Model):
+    """One session reminded to its agent on one local day, by one reminder.
+
+    ``day`` repeats the reminder's day because a unique constraint cannot reach through a
+    join: (session, day) unique is what stops two runs, or a retried one, from reminding
+    a session twice the same day."""
+
+    reminder = models.ForeignKey(
+        ReconciliationReminder, on_delete=models.PROTECT, related_name="session_reminders"
+    )
+    session = models.ForeignKey(
+        CashSession, on_delete=models.PROTECT, related_name="session_reminders"
+    )
+    day = models.DateField(help_text="Local date the session was reminded on.")
+
+    class Meta:
+        ordering = ["-day", "session"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "day"], name="payments_one_reminder_per_session_a_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} reminded on {self.day}"

@@ -5,7 +5,7 @@ its audit entry, so a change never lands without its entry, nor an entry without
 import datetime as dt
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -34,6 +34,7 @@ from payments.models import (
     NotificationKind,
     ReconciliationReminder,
     ReminderKind,
+    SessionReminder,
     SessionStatus,
     SystemConfiguration,
     TransactionStatus,
@@ -44,6 +45,8 @@ from payments.selectors import (
     ReconciliationBacklog,
     completed_payments_total,
     expected_balance,
+    reconciliation_backlog,
+    sessions_reminded_on,
 )
 
 logger = logging.getLogger(__name__)
@@ -658,38 +661,65 @@ def session_expiry_notify(
 
 
 # Reconciliation reminders (reconciliation_reminder) ----------------------------------
-# One reminder row per agent (and one for the administrators' summary) per local day,
-# written in the same transaction as the notification and its audit entry, makes a
-# retried run send nothing twice.
+# A session is reminded at most once per local day (its SessionReminder row, unique per
+# session and day), the administrators' summary once per day; each is written in the
+# same transaction as its notification (or email) and its audit entry, so a retried or
+# concurrent run sends nothing twice, and a session closed after a run is reminded by
+# the next one.
 
 
-def _reminder_record(
-    *, kind: ReminderKind, agent: Agent | None, day: dt.date, session_numbers: list[str]
-) -> ReconciliationReminder | None:
-    """The row, or None when a concurrent run recorded it first: the unique constraint
-    is the last word, and the savepoint keeps the caller's transaction usable."""
-    try:
-        with transaction.atomic():
-            return ReconciliationReminder.objects.create(
-                kind=kind, agent=agent, day=day, session_numbers=session_numbers
-            )
-    except IntegrityError:
-        return None
+@dataclass(frozen=True)
+class AgentReminderSent:
+    """What one agent was reminded of: the sessions (read under their row locks, with
+    their totals) and the notice that told them."""
+
+    reminded: AgentBacklog
+    notice: AgentNotice
 
 
 def reconciliation_reminder_send(
-    *, backlog: AgentBacklog, day: dt.date, days: int, currency: str, trigger: str
-) -> AgentNotice | None:
-    """Remind one agent of their sessions waiting for reconciliation: the day's reminder
-    row, its audit entry and the notification (and email) in one transaction. None when
-    the agent was already reminded that day."""
-    numbers = [row.number for row in backlog.sessions]
+    *,
+    agent_id: int,
+    session_ids: Sequence[int],
+    since: dt.datetime,
+    day: dt.date,
+    currency: str,
+    trigger: str,
+) -> AgentReminderSent | None:
+    """Remind one agent of those of ``session_ids`` that are still closed, still theirs
+    and not yet reminded on ``day``: the reminder row and one row per session, its audit
+    entry and the notification (and email) in one transaction. None when there is nothing
+    left to remind them of.
+
+    The session rows are locked first (in id order, so two runs cannot deadlock): a
+    concurrent run that reminded them waits its turn and then finds them reminded, and a
+    session reconciled meanwhile is left out. The unique constraint stays the last word.
+    """
     with transaction.atomic():
-        agent = Agent.objects.get(pk=backlog.agent_id)
-        reminder = _reminder_record(
-            kind=ReminderKind.AGENT, agent=agent, day=day, session_numbers=numbers
+        locked = list(
+            CashSession.objects.select_for_update(of=("self",))
+            .filter(pk__in=list(session_ids), agent_id=agent_id, status=SessionStatus.CLOSED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
-        if reminder is None:
+        already = sessions_reminded_on(day=day, session_ids=locked)
+        due = [pk for pk in locked if pk not in already]
+        if not due:
+            return None
+        [reminded] = reconciliation_backlog(since=since, day=day, session_ids=due).agents
+        numbers = [row.number for row in reminded.sessions]
+        agent = Agent.objects.get(pk=agent_id)
+        try:
+            with transaction.atomic():
+                reminder = ReconciliationReminder.objects.create(
+                    kind=ReminderKind.AGENT, agent=agent, day=day, session_numbers=numbers
+                )
+                SessionReminder.objects.bulk_create(
+                    SessionReminder(reminder=reminder, session_id=row.pk, day=day)
+                    for row in reminded.sessions
+                )
+        except IntegrityError:
+            # Only a writer that skipped the row locks could get here first.
             return None
         audit_entry_append(
             action="reconciliation.reminded",
@@ -703,12 +733,30 @@ def reconciliation_reminder_send(
                 "trigger": trigger,
             },
         )
-        return agent_notification_send(
+        notice = agent_notification_send(
             agent=agent,
             kind=NotificationKind.RECONCILIATION_REMINDER,
             template="payments/email/reconciliation_reminder",
-            context={"group": backlog, "day": day, "days": days, "currency": currency},
+            context={"group": reminded, "day": day, "currency": currency},
         )
+    return AgentReminderSent(reminded=reminded, notice=notice)
+
+
+def _admin_summary_record(
+    *, day: dt.date, session_numbers: list[str]
+) -> ReconciliationReminder | None:
+    """The day's summary row, or None when a concurrent run recorded it first: the unique
+    constraint is the last word, and the savepoint keeps the caller's transaction usable."""
+    try:
+        with transaction.atomic():
+            return ReconciliationReminder.objects.create(
+                kind=ReminderKind.ADMIN_SUMMARY,
+                agent=None,
+                day=day,
+                session_numbers=session_numbers,
+            )
+    except IntegrityError:
+        return None
 
 
 def reconciliation_summary_send(
@@ -721,13 +769,11 @@ def reconciliation_summary_send(
     trigger: str,
 ) -> EmailMessage | None:
     """Email the administrators the day's summary of every session waiting for
-    reconciliation: its reminder row, audit entry and email in one transaction. None when
-    it was already sent that day."""
+    reconciliation, new (closed in the last ``days`` days) and older: its reminder row,
+    audit entry and email in one transaction. None when it was already sent that day."""
     numbers = backlog.session_numbers
     with transaction.atomic():
-        reminder = _reminder_record(
-            kind=ReminderKind.ADMIN_SUMMARY, agent=None, day=day, session_numbers=numbers
-        )
+        reminder = _admin_summary_record(day=day, session_numbers=numbers)
         if reminder is None:
             return None
         audit_entry_append(
@@ -752,6 +798,8 @@ def reconciliation_summary_send(
                 "days": days,
                 "since": backlog.since,
                 "stats": backlog,
+                "new": backlog.new,
+                "older": backlog.older,
                 "groups": backlog.agents,
                 "currency": currency,
                 "time_zone": timezone.get_default_timezone_name(),

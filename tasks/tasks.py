@@ -109,6 +109,7 @@ def reconciliation_reminder(
     dry_run: bool = False,
     email_admins: bool = False,
     trigger: str = "task",
+    **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         reconciliation_reminder_operation.OPERATION,
@@ -116,4 +117,5 @@ def reconciliation_reminder(
         days=days,
         dry_run=dry_run,
         email_admins=email_admins,
+        **unknown,  # refused by the operation's options_parse in one sentence
     )

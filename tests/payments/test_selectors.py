@@ -7,15 +7,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from payments.models import ReconciliationReminder, ReminderKind, SessionStatus
+from payments.models import ReconciliationReminder, ReminderKind, SessionReminder, SessionStatus
 from payments.selectors import (
+    BacklogTotals,
     ExpiredSession,
     UnreconciledSession,
     admin_summary_sent_on,
-    agents_reminded_on,
     expired_sessions_list,
     reconciliation_backlog,
     reconciliation_window_start,
+    sessions_reminded_on,
 )
 from tests.factories import (
     AgentFactory,
@@ -98,8 +99,9 @@ def test_the_window_starts_at_local_midnight_days_ago():
 
 @pytest.fixture
 def backlog_data():
-    """Hery: counted 2,500 short yesterday 17:00, uncounted this morning 06:30. Tiana:
-    counted exact yesterday. Left out: reconciled, still open, closed before the window."""
+    """Hery: counted 2,500 short yesterday 17:00, uncounted this morning 06:30, and one
+    closed three days ago, uncounted (older than a one-day window). Tiana: counted exact
+    yesterday. Left out: reconciled, still open."""
     hery = AgentFactory(code="AG0002")
     tiana = AgentFactory(code="AG0001")
     short = CashSessionFactory(
@@ -131,82 +133,183 @@ def backlog_data():
         opened_at=at(TODAY - dt.timedelta(days=1), 5),
     )
     CashSessionFactory(agent=tiana, opened_at=at(TODAY, 7))
-    CashSessionFactory(
+    older = CashSessionFactory(
         agent=hery,
-        closed=True,
+        uncounted=True,
         opened_at=at(TODAY - dt.timedelta(days=3), 8),
-        closed_at=at(TODAY - dt.timedelta(days=3), 17),
+        closed_at=at(TODAY - dt.timedelta(days=3), 23, 30),
+        opening_balance=Decimal("7000.00"),
     )
-    return {"hery": hery, "tiana": tiana, "short": short, "uncounted": uncounted, "exact": exact}
+    return {
+        "hery": hery,
+        "tiana": tiana,
+        "short": short,
+        "uncounted": uncounted,
+        "exact": exact,
+        "older": older,
+    }
 
 
-def test_the_backlog_totals_overall_and_per_agent_with_uncounted_never_zero(backlog_data):
+def test_the_backlog_totals_the_window_and_the_older_sessions_apart(backlog_data):
     since = at(TODAY - dt.timedelta(days=1), 0)
 
-    backlog = reconciliation_backlog(since=since)
+    backlog = reconciliation_backlog(since=since, day=TODAY)
 
-    assert backlog.since == since
-    assert (backlog.session_count, backlog.agent_count, backlog.not_counted) == (3, 2, 1)
-    assert backlog.total_expected == Decimal("105000.00")
-    assert backlog.total_discrepancy == Decimal("-2500.00")
+    assert (backlog.since, backlog.day) == (since, TODAY)
+    assert backlog.new == BacklogTotals(
+        session_count=3,
+        total_expected=Decimal("105000.00"),
+        total_discrepancy=Decimal("-2500.00"),
+        not_counted=1,
+    )
+    assert backlog.new_agent_count == 2
+    # The older session was never counted: its discrepancy total is none, never a zero.
+    assert backlog.older == BacklogTotals(
+        session_count=1, total_expected=Decimal("7000.00"), total_discrepancy=None, not_counted=1
+    )
+    assert (backlog.session_count, backlog.total_expected) == (4, Decimal("112000.00"))
+
+
+def test_the_backlog_lists_every_unreconciled_session_per_agent_oldest_first(backlog_data):
+    since = at(TODAY - dt.timedelta(days=1), 0)
+
+    backlog = reconciliation_backlog(since=since, day=TODAY)
+
     tiana, hery = backlog.agents  # by agent code
     assert (tiana.agent_code, hery.agent_code) == ("AG0001", "AG0002")
     assert (hery.agent_id, hery.agent_email) == (
         backlog_data["hery"].pk,
         backlog_data["hery"].email,
     )
-    assert (hery.session_count, hery.not_counted) == (2, 1)
+    # An agent's totals cover every session of theirs, new and older.
+    assert (hery.session_count, hery.not_counted) == (3, 2)
     assert (hery.total_expected, hery.total_discrepancy) == (
-        Decimal("90000.00"),
+        Decimal("97000.00"),
         Decimal("-2500.00"),
     )
     assert hery.sessions == (
         UnreconciledSession(
+            pk=backlog_data["older"].pk,
+            number=backlog_data["older"].number,
+            closed_at=at(TODAY - dt.timedelta(days=3), 23, 30),
+            auto_closed=True,
+            expected_balance=Decimal("7000.00"),
+            discrepancy=None,
+            days_waiting=3,
+            older=True,
+            reminded_today=False,
+        ),
+        UnreconciledSession(
+            pk=backlog_data["short"].pk,
             number=backlog_data["short"].number,
             closed_at=at(TODAY - dt.timedelta(days=1), 17),
             auto_closed=False,
             expected_balance=Decimal("60000.00"),
             discrepancy=Decimal("-2500.00"),
+            days_waiting=1,
+            older=False,
+            reminded_today=False,
         ),
         UnreconciledSession(
+            pk=backlog_data["uncounted"].pk,
             number=backlog_data["uncounted"].number,
             closed_at=at(TODAY, 6, 30),
             auto_closed=True,
             expected_balance=Decimal("30000.00"),
             discrepancy=None,
+            days_waiting=0,
+            older=False,
+            reminded_today=False,
         ),
     )
     assert tiana.total_discrepancy == Decimal("0.00")
     assert backlog.session_numbers == [
         backlog_data["exact"].number,
+        backlog_data["older"].number,
         backlog_data["short"].number,
         backlog_data["uncounted"].number,
     ]
 
 
+def test_days_waiting_count_local_days_not_utc_ones():
+    # 00:30 local today is 21:30 UTC yesterday: a UTC date would say it waited a day.
+    just_after_midnight = CashSessionFactory(
+        closed=True, opened_at=at(TODAY - dt.timedelta(days=1), 20), closed_at=at(TODAY, 0, 30)
+    )
+    late_three_days_ago = CashSessionFactory(
+        closed=True,
+        opened_at=at(TODAY - dt.timedelta(days=3), 16),
+        closed_at=at(TODAY - dt.timedelta(days=3), 23, 59),
+    )
+
+    backlog = reconciliation_backlog(since=at(TODAY, 0), day=TODAY)
+
+    waiting = {row.number: row.days_waiting for agent in backlog.agents for row in agent.sessions}
+    assert waiting == {just_after_midnight.number: 0, late_three_days_ago.number: 3}
+
+
+def test_a_session_reminded_that_day_is_flagged_and_no_longer_due(backlog_data):
+    hery = backlog_data["hery"]
+    reminder = ReconciliationReminder.objects.create(kind=ReminderKind.AGENT, agent=hery, day=TODAY)
+    SessionReminder.objects.create(reminder=reminder, session=backlog_data["short"], day=TODAY)
+    yesterday = ReconciliationReminder.objects.create(
+        kind=ReminderKind.AGENT, agent=hery, day=TODAY - dt.timedelta(days=1)
+    )
+    SessionReminder.objects.create(
+        reminder=yesterday, session=backlog_data["older"], day=TODAY - dt.timedelta(days=1)
+    )
+
+    backlog = reconciliation_backlog(since=at(TODAY - dt.timedelta(days=1), 0), day=TODAY)
+
+    [hery_backlog] = [agent for agent in backlog.agents if agent.agent_id == hery.pk]
+    assert [row.reminded_today for row in hery_backlog.sessions] == [False, True, False]
+    assert [row.number for row in hery_backlog.due] == [
+        backlog_data["older"].number,
+        backlog_data["uncounted"].number,
+    ]
+    assert sessions_reminded_on(
+        day=TODAY, session_ids=[backlog_data["short"].pk, backlog_data["older"].pk]
+    ) == {backlog_data["short"].pk}
+
+
+def test_the_backlog_can_be_narrowed_to_some_sessions_still_closed(backlog_data):
+    backlog = reconciliation_backlog(
+        since=at(TODAY - dt.timedelta(days=1), 0),
+        day=TODAY,
+        session_ids=[backlog_data["short"].pk, backlog_data["older"].pk],
+    )
+
+    [hery] = backlog.agents
+    assert [row.number for row in hery.sessions] == [
+        backlog_data["older"].number,
+        backlog_data["short"].number,
+    ]
+    assert (hery.session_count, hery.total_expected) == (2, Decimal("67000.00"))
+    assert (backlog.new.session_count, backlog.older.session_count) == (1, 1)
+
+
 def test_an_agent_whose_sessions_were_all_uncounted_has_no_discrepancy_total(backlog_data):
-    backlog = reconciliation_backlog(since=at(TODAY, 0))
+    backlog = reconciliation_backlog(
+        since=at(TODAY, 0), day=TODAY, session_ids=[backlog_data["uncounted"].pk]
+    )
 
     [hery] = backlog.agents
     assert (hery.session_count, hery.not_counted, hery.total_discrepancy) == (1, 1, None)
-    assert backlog.total_discrepancy is None
+    assert backlog.new.total_discrepancy is None
 
 
 def test_an_empty_backlog_totals_zero_expected_and_no_discrepancy():
-    backlog = reconciliation_backlog(since=at(TODAY, 0))
+    backlog = reconciliation_backlog(since=at(TODAY, 0), day=TODAY)
 
-    assert (backlog.session_count, backlog.agent_count, backlog.agents) == (0, 0, ())
-    assert (backlog.total_expected, backlog.total_discrepancy) == (Decimal("0.00"), None)
-
-
-def test_who_was_reminded_on_a_day():
-    hery, tiana = AgentFactory(), AgentFactory()
-    ReconciliationReminder.objects.create(kind=ReminderKind.AGENT, agent=hery, day=TODAY)
-    ReconciliationReminder.objects.create(
-        kind=ReminderKind.AGENT, agent=tiana, day=TODAY - dt.timedelta(days=1)
+    assert (backlog.session_count, backlog.new_agent_count, backlog.agents) == (0, 0, ())
+    empty = BacklogTotals(
+        session_count=0, total_expected=Decimal("0.00"), total_discrepancy=None, not_counted=0
     )
+    assert (backlog.new, backlog.older) == (empty, empty)
+
+
+def test_whether_the_summary_was_sent_on_a_day():
     ReconciliationReminder.objects.create(kind=ReminderKind.ADMIN_SUMMARY, day=TODAY)
 
-    assert agents_reminded_on(day=TODAY) == {hery.pk}
     assert admin_summary_sent_on(day=TODAY) is True
     assert admin_summary_sent_on(day=TODAY - dt.timedelta(days=1)) is False

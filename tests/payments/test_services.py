@@ -3,6 +3,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from auditing.models import AuditEntry
 from mailing.models import EmailMessage
@@ -14,6 +15,7 @@ from payments.models import (
     NotificationKind,
     ReconciliationReminder,
     ReminderKind,
+    SessionReminder,
     SessionStatus,
     TransactionStatus,
 )
@@ -757,13 +759,11 @@ def expired_session(*, hours: float = 13, **fields) -> CashSession:
     return CashSessionFactory(opened_at=MORNING - dt.timedelta(hours=hours), **fields)
 
 
-def test_a_notification_takes_every_text_from_its_templates_in_the_email_language(
-    settings, config, mailoutbox, django_capture_on_commit_callbacks
-):
+def test_a_notification_takes_every_text_from_its_templates_in_the_email_language(settings, config):
     settings.LANGUAGE_CODE = "fr"
     session = expired_session(hours=13)
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with transaction.atomic():
         notice = agent_notification_send(
             agent=session.agent,
             kind=NotificationKind.SESSION_EXPIRED,
@@ -785,10 +785,13 @@ def test_a_notification_takes_every_text_from_its_templates_in_the_email_languag
         f"La session {session.number} a dépassé la limite de 12 h avec 1 paiement enregistré. "
         "Comptez les espèces et clôturez-la."
     )
-    [mail] = mailoutbox
+    # The email repeats it, as logged in the outbox: what the mail server will get.
+    [mail] = EmailMessage.objects.all()
+    assert mail.pk == notice.email_id
+    assert mail.recipients == [session.agent.email]
     assert mail.subject == title
-    assert "Espèces attendues en caisse : 12\N{NO-BREAK SPACE}500,00 MGA" in mail.body
-    assert EmailMessage.objects.get().pk == notice.email_id
+    assert "Espèces attendues en caisse : 12\N{NO-BREAK SPACE}500,00 MGA" in mail.body_text
+    assert "12\N{NO-BREAK SPACE}500,00 MGA" in mail.body_html
 
 
 def test_an_agent_with_an_unusable_stored_address_is_notified_in_app_only(config):
@@ -964,33 +967,98 @@ def test_an_expiry_notice_goes_out_once(config, audit_entries_written):
 # Reconciliation reminders ---------------------------------------------------------------
 
 
+def _remind(agent, sessions, *, day=dt.date(2026, 11, 24)):
+    return reconciliation_reminder_send(
+        agent_id=agent.pk,
+        session_ids=[session.pk for session in sessions],
+        since=MORNING - 24 * HOUR,
+        day=day,
+        currency="MGA",
+        trigger="beat",
+    )
+
+
 def test_an_agents_reconciliation_reminder_is_recorded_audited_and_sent_once_a_day(
     config, audit_entries_written
 ):
     session = CashSessionFactory(uncounted=True, opened_at=MORNING - 12 * HOUR)
-    [backlog] = reconciliation_backlog(since=MORNING - 24 * HOUR).agents
     day = dt.date(2026, 11, 24)
 
     with audit_entries_written() as entries:
-        first = reconciliation_reminder_send(
-            backlog=backlog, day=day, days=1, currency="MGA", trigger="beat"
-        )
-        second = reconciliation_reminder_send(
-            backlog=backlog, day=day, days=1, currency="MGA", trigger="beat"
-        )
+        first = _remind(session.agent, [session], day=day)
+        second = _remind(session.agent, [session], day=day)
 
     assert first is not None and second is None
     reminder = ReconciliationReminder.objects.get()
     assert (reminder.kind, reminder.agent, reminder.day) == (ReminderKind.AGENT, session.agent, day)
     assert reminder.session_numbers == [session.number]
+    assert list(reminder.sessions.all()) == [session]
+    assert list(SessionReminder.objects.values_list("session", "day", "reminder")) == [
+        (session.pk, day, reminder.pk)
+    ]
+    assert [row.number for row in first.reminded.sessions] == [session.number]
     [entry] = entries
     assert_audited(entry, action="reconciliation.reminded", actor=None, subject=reminder)
-    assert first.notification.title == (
+    assert entry.data == {
+        "kind": "agent",
+        "agent": session.agent.code,
+        "day": "2026-11-24",
+        "sessions": [session.number],
+        "trigger": "beat",
+    }
+    assert first.notice.notification.title == (
         "Reconciliation reminder 2026-11-24: 1 cash session waiting"
     )
-    assert first.notification.message.endswith(
+    assert first.notice.notification.message.endswith(
         "Total discrepancy: not counted (1 session not counted)\n"
         "Bring the cash to your administrator so these sessions can be reconciled."
+    )
+
+
+def test_a_reminder_lists_only_the_sessions_not_yet_reminded_that_day(config):
+    agent = AgentFactory()
+    morning = CashSessionFactory(agent=agent, closed=True, opened_at=MORNING - 20 * HOUR)
+    afternoon = CashSessionFactory(agent=agent, closed=True, opened_at=MORNING - 10 * HOUR)
+    _remind(agent, [morning])
+
+    again = _remind(agent, [morning, afternoon])
+
+    assert [row.number for row in again.reminded.sessions] == [afternoon.number]
+    assert again.reminded.session_count == 1
+    assert afternoon.number in again.notice.notification.message
+    assert morning.number not in again.notice.notification.message
+    assert ReconciliationReminder.objects.count() == 2
+    # The next day both are due again.
+    next_day = _remind(agent, [morning, afternoon], day=dt.date(2026, 11, 25))
+    assert [row.number for row in next_day.reminded.sessions] == [morning.number, afternoon.number]
+
+
+def test_a_reminder_leaves_out_sessions_reconciled_or_another_agents(config):
+    agent = AgentFactory()
+    reconciled = CashSessionFactory(agent=agent, closed=True, opened_at=MORNING - 20 * HOUR)
+    session_reconcile(session=reconciled, actor=StaffUserFactory())
+    someone_elses = CashSessionFactory(closed=True, opened_at=MORNING - 20 * HOUR)
+
+    assert _remind(agent, [reconciled, someone_elses]) is None
+    assert not ReconciliationReminder.objects.exists()
+
+
+def test_the_database_refuses_a_second_reminder_of_a_session_the_same_day(config):
+    session = CashSessionFactory(closed=True, opened_at=MORNING - 20 * HOUR)
+    reminder = ReconciliationReminder.objects.create(
+        kind=ReminderKind.AGENT, agent=session.agent, day=MORNING.date()
+    )
+    SessionReminder.objects.create(reminder=reminder, session=session, day=MORNING.date())
+    other = ReconciliationReminder.objects.create(
+        kind=ReminderKind.AGENT, agent=session.agent, day=MORNING.date()
+    )
+
+    with pytest.raises(IntegrityError, match="payments_one_reminder_per_session_a_day"):
+        with transaction.atomic():
+            SessionReminder.objects.create(reminder=other, session=session, day=MORNING.date())
+    # Another day is another reminder.
+    SessionReminder.objects.create(
+        reminder=other, session=session, day=MORNING.date() + dt.timedelta(days=1)
     )
 
 
@@ -998,8 +1066,8 @@ def test_the_administrators_summary_is_recorded_audited_and_sent_once_a_day(
     config, audit_entries_written
 ):
     session = CashSessionFactory(closed=True, opened_at=MORNING - 12 * HOUR)
-    backlog = reconciliation_backlog(since=MORNING - 24 * HOUR)
     day = dt.date(2026, 11, 24)
+    backlog = reconciliation_backlog(since=MORNING - 24 * HOUR, day=day)
     arguments = {
         "backlog": backlog,
         "day": day,

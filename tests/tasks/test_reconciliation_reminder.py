@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import threading
+from dataclasses import dataclass
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -18,13 +19,16 @@ from django.db import connection, transaction
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
 from mailing.models import EmailMessage
+from mailing.selectors import email_outcomes
 from payments.models import (
     CashSession,
     Notification,
     NotificationKind,
     ReconciliationReminder,
     ReminderKind,
+    SessionReminder,
 )
+from payments.selectors import reconciliation_backlog
 from payments.services import (
     session_close,
     session_close_automatically,
@@ -42,6 +46,7 @@ from tasks.operations.reconciliation_reminder import (
     options_parse,
     reconciliation_reminder,
 )
+from tasks.rendering.emails import email_outcomes_text
 from tasks.results import OperationStatus, Trigger
 from tests.factories import AgentFactory, StaffUserFactory
 
@@ -157,13 +162,42 @@ def admins():
 def written_rows() -> dict[str, int]:
     return {
         model._meta.label: model.objects.count()
-        for model in (Notification, ReconciliationReminder, EmailMessage, AuditEntry)
+        for model in (
+            Notification,
+            ReconciliationReminder,
+            SessionReminder,
+            EmailMessage,
+            AuditEntry,
+        )
     }
 
 
-def mail_to(mailoutbox, address: str):
-    (mail,) = [mail for mail in mailoutbox if address in mail.to]
+def mail_to(mails: list["Mail"], address: str) -> "Mail":
+    (mail,) = [mail for mail in mails if address in mail.to]
     return mail
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: list[str]
+    subject: str
+    body: str
+    alternatives: list[tuple[str, str]]
+
+
+def queued_mail() -> list[Mail]:
+    """Every message the runs wrote to the email log (the outbox), oldest first: exactly what
+    the mail server gets, whoever delivers it and whenever (the outbox's own tests prove
+    the delivery)."""
+    return [
+        Mail(
+            to=list(email.recipients),
+            subject=email.subject,
+            body=email.body_text,
+            alternatives=[(email.body_html, "text/html")],
+        )
+        for email in EmailMessage.objects.order_by("pk")
+    ]
 
 
 def html_of(mail) -> str:
@@ -177,9 +211,7 @@ def line_with(text: str, needle: str) -> str:
     return line
 
 
-def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(
-    network, clock, run_command, mailoutbox
-):
+def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(network, clock, run_command):
     run_command(COMMAND)
 
     hery, voahangy = network["hery"], network["voahangy"]
@@ -189,31 +221,33 @@ def test_each_agent_gets_one_reminder_listing_only_their_own_sessions(
         network["counted_short"].number,
         network["uncounted"].number,
     ]
-    assert reminders[voahangy.code].session_numbers == [network["counted_exact"].number]
+    # Voahangy's session closed three days ago is older than the window: reminded too.
+    assert reminders[voahangy.code].session_numbers == [
+        network["old"].number,
+        network["counted_exact"].number,
+    ]
     assert all(r.day == TODAY for r in reminders.values())
     for agent in (hery, voahangy, network["tiana"]):
         (notification,) = Notification.objects.filter(agent=agent)
         assert notification.kind == NotificationKind.RECONCILIATION_REMINDER
 
-    assert len(mailoutbox) == 2
-    hery_mail = mail_to(mailoutbox, hery.email)
+    assert len(queued_mail()) == 2
+    hery_mail = mail_to(queued_mail(), hery.email)
     assert hery_mail.subject == "Reconciliation reminder 2026-11-25: 2 cash sessions waiting"
     assert network["counted_short"].number in hery_mail.body
     assert network["uncounted"].number in hery_mail.body
     assert network["counted_exact"].number not in hery_mail.body
     assert "Total expected balance: 90,000.00 MGA" in hery_mail.body
-    voahangy_mail = mail_to(mailoutbox, voahangy.email)
-    assert "Total expected balance: 15,000.00 MGA" in voahangy_mail.body
+    voahangy_mail = mail_to(queued_mail(), voahangy.email)
+    assert "Total expected balance: 25,000.00 MGA" in voahangy_mail.body
     # A counted session that balanced is a real zero.
     assert "Total discrepancy: 0.00 MGA\n" in voahangy_mail.body
 
 
-def test_reminder_shows_closing_times_in_the_local_time_zone(
-    network, clock, run_command, mailoutbox
-):
+def test_reminder_shows_closing_times_in_the_local_time_zone(network, clock, run_command):
     run_command(COMMAND)
 
-    hery_mail = mail_to(mailoutbox, network["hery"].email)
+    hery_mail = mail_to(queued_mail(), network["hery"].email)
     # Closed at 17:00 and 06:30 local, 14:00 and 03:30 UTC.
     assert "closed 2026-11-24 17:00" in hery_mail.body
     assert "closed 2026-11-25 06:30 (automatically)" in hery_mail.body
@@ -222,12 +256,12 @@ def test_reminder_shows_closing_times_in_the_local_time_zone(
 
 
 def test_an_uncounted_session_shows_not_counted_never_a_zero_discrepancy(
-    network, clock, run_command, mailoutbox
+    network, clock, run_command
 ):
     output = run_command(COMMAND).stdout
 
     uncounted = network["uncounted"].number
-    hery_mail = mail_to(mailoutbox, network["hery"].email)
+    hery_mail = mail_to(queued_mail(), network["hery"].email)
     text = hery_mail.body
     assert "Discrepancy: not counted" in text
     assert "Discrepancy: -2,500.00 MGA" in text
@@ -258,29 +292,42 @@ def test_an_agent_whose_sessions_were_all_uncounted_has_no_discrepancy_total(
     assert "Total discrepancy: not counted (1 session not counted)" in notification.message
 
 
-def test_reconciled_open_and_older_sessions_are_left_out(network, clock, run_command):
+def test_reconciled_and_open_sessions_are_left_out_and_older_ones_flagged(
+    network, clock, run_command
+):
     output = run_command(COMMAND, "--json").stdout
 
     summary = json.loads(output)
-    listed = {row["number"] for group in summary["reminders"] for row in group["sessions"]}
+    listed = {
+        row["number"]: row["older"] for group in summary["reminders"] for row in group["sessions"]
+    }
     assert listed == {
-        network["counted_short"].number,
-        network["uncounted"].number,
-        network["counted_exact"].number,
-        network["tiana_uncounted"].number,
+        network["old"].number: True,
+        network["counted_short"].number: False,
+        network["uncounted"].number: False,
+        network["counted_exact"].number: False,
+        network["tiana_uncounted"].number: False,
     }
     assert network["reconciled"].number not in output
     assert network["still_open"].number not in output
-    assert network["old"].number not in output
+    # The window's figures stay the window's; the older session is counted apart.
+    assert (summary["sessions"], summary["total_expected"]) == (4, "110000.00")
+    assert summary["older"] == {
+        "session_count": 1,
+        "total_expected": "10000.00",
+        "total_discrepancy": "0.00",
+        "not_counted": 0,
+    }
 
 
-def test_a_longer_look_back_takes_in_older_sessions(network, clock, run_command):
+def test_a_longer_look_back_makes_older_sessions_new(network, clock, run_command):
     summary = json.loads(run_command(COMMAND, "--days", "3", "--json").stdout)
 
     assert summary["sessions"] == 5
-    assert network["old"].number in {
-        row["number"] for group in summary["reminders"] for row in group["sessions"]
-    }
+    assert summary["older"]["session_count"] == 0
+    rows = {row["number"]: row for group in summary["reminders"] for row in group["sessions"]}
+    assert rows[network["old"].number]["older"] is False
+    assert rows[network["old"].number]["days_waiting"] == 3
 
 
 def test_the_window_starts_at_local_midnight_not_utc_midnight(clock, run_command):
@@ -292,17 +339,18 @@ def test_the_window_starts_at_local_midnight_not_utc_midnight(clock, run_command
         closed=at(day_before_yesterday, 23, 30),
         counted="10000.00",
     )
-    # 02:00 local is still yesterday in UTC: a UTC window would take the 23:30 session in.
-    early_morning = at(TODAY, 2)
+    # 02:00 local is still yesterday in UTC: a UTC window would count the 23:30 session new.
+    clock.move_to(at(TODAY, 2))
 
-    clock.move_to(early_morning)
-    output = run_command(COMMAND, "--days", "1").stdout
-    assert output.strip() == "No unreconciled sessions closed in the last 1 day(s)."
-    assert not ReconciliationReminder.objects.exists()
+    summary = json.loads(run_command(COMMAND, "--days", "1", "--dry-run", "--json").stdout)
+    assert summary["since"].startswith("2026-11-24T00:00:00+03:00")
+    assert (summary["sessions"], summary["older"]["session_count"]) == (0, 1)
+    [row] = summary["reminders"][0]["sessions"]
+    assert (row["number"], row["older"], row["days_waiting"]) == (late.number, True, 2)
 
     summary = json.loads(run_command(COMMAND, "--days", "2", "--json").stdout)
     assert summary["since"].startswith("2026-11-23T00:00:00+03:00")
-    assert [row["number"] for row in summary["reminders"][0]["sessions"]] == [late.number]
+    assert (summary["sessions"], summary["older"]["session_count"]) == (1, 0)
     assert summary["agents_reminded"] == 1
 
 
@@ -320,7 +368,8 @@ def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_
     clock.move_to(at(TODAY, 2))
     summary = json.loads(run_command(COMMAND, "--json").stdout)
 
-    assert [row["number"] for row in summary["reminders"][0]["sessions"]] == [session.number]
+    [row] = summary["reminders"][0]["sessions"]
+    assert (row["number"], row["older"]) == (session.number, False)
 
 
 @pytest.mark.parametrize(
@@ -335,7 +384,7 @@ def test_a_session_closed_just_after_local_midnight_yesterday_is_in_the_default_
     ],
 )
 def test_bad_input_is_refused_with_exit_code_2_and_nothing_written(
-    network, admins, clock, run_command, mailoutbox, args, message
+    network, admins, clock, run_command, args, message
 ):
     before = written_rows()
 
@@ -345,7 +394,7 @@ def test_bad_input_is_refused_with_exit_code_2_and_nothing_written(
     assert refusal.stderr.count("\n") == 1
     assert refusal.stdout == ""
     assert written_rows() == before
-    assert mailoutbox == []
+    assert queued_mail() == []
 
 
 def test_bad_days_from_the_command_line_give_one_line_and_exit_2():
@@ -371,43 +420,88 @@ def test_bad_days_from_the_command_line_give_one_line_and_exit_2():
         (-1, "--days must be between 1 and 366 (got -1)."),
         (367, "--days must be between 1 and 366 (got 367)."),
         (1.5, "--days must be a whole number of days, not 1.5."),
+        (3.0, "--days must be a whole number of days, not 3.0."),
         (True, "--days must be a whole number of days, not True."),
+        (None, "--days must be a whole number of days, not None."),
         ("two", "--days must be a whole number of days, not 'two'."),
+        # Text is the command line's to turn into a number, never the task's.
+        ("3", "--days must be a whole number of days, not '3'."),
+        ("x" * 500, f"--days must be a whole number of days, not '{'x' * 38}…."),
     ],
 )
-def test_the_operation_refuses_days_that_are_not_a_whole_number_in_range(network, days, message):
+def test_the_operation_refuses_days_that_are_not_a_whole_number_in_range(days, message):
     with pytest.raises(InvalidInput) as refusal:
         options_parse(days=days, dry_run=False, email_admins=True)
 
     assert str(refusal.value) == message
 
 
-@pytest.mark.parametrize("days", [0, 367, 1.5, True, "two"])
-def test_a_bad_look_back_fails_the_task_before_anything_is_written(network, admins, days):
-    before = written_rows()
-
-    with pytest.raises(InvalidInput, match="^--days must be "):
-        tasks.reconciliation_reminder(days=days, email_admins=True, trigger="beat")
-
-    assert written_rows() == before
-
-
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         ({"dry_run": "yes"}, "dry_run must be true or false, not 'yes'."),
+        ({"dry_run": "no"}, "dry_run must be true or false, not 'no'."),
+        ({"dry_run": 0}, "dry_run must be true or false, not 0."),
+        ({"email_admins": 1}, "email_admins must be true or false, not 1."),
         ({"email_admins": None}, "email_admins must be true or false, not None."),
+        ({"email_admins": "true"}, "email_admins must be true or false, not 'true'."),
+        (
+            {"dry_rn": True},
+            "reconciliation_reminder takes no argument 'dry_rn'; "
+            "it takes days, dry_run, email_admins, trigger.",
+        ),
+        (
+            {"force": True, "days_back": 3},
+            "reconciliation_reminder takes no arguments 'days_back', 'force'; "
+            "it takes days, dry_run, email_admins, trigger.",
+        ),
     ],
 )
-def test_flags_that_are_not_true_or_false_are_refused(arguments, message):
+def test_task_arguments_that_are_not_what_they_claim_are_refused(arguments, message):
     with pytest.raises(InvalidInput) as refusal:
         options_parse(**arguments)
 
     assert str(refusal.value) == message
 
 
-def test_a_whole_number_of_days_written_as_text_is_accepted():
-    assert options_parse(days=" 3 ") == Options(days=3)
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"days": 0},
+        {"days": 367},
+        {"days": 1.5},
+        {"days": True},
+        {"days": "3"},
+        {"dry_run": "no"},
+        {"dry_run": None},
+        {"dry_run": 1},
+        {"email_admins": 0},
+        {"email_admins": "no"},
+        {"dry_rn": True},
+    ],
+)
+def test_bad_task_arguments_fail_the_task_in_one_sentence_before_anything_is_written(
+    network, admins, arguments
+):
+    before = written_rows()
+    # As Flower's API or send_task would call it: the task's own signature takes any name.
+    call = {"days": 1, "email_admins": True, "trigger": "beat"} | arguments
+
+    with pytest.raises(InvalidInput) as refusal:
+        tasks.reconciliation_reminder(**call)
+
+    assert "\n" not in str(refusal.value) and str(refusal.value).endswith(".")
+    assert written_rows() == before
+    assert queued_mail() == []
+
+
+def test_good_task_arguments_run_as_json_gives_them(network, clock):
+    summary = tasks.reconciliation_reminder(
+        days=1, dry_run=True, email_admins=False, trigger="beat"
+    )
+
+    assert (summary["days"], summary["dry_run"], summary["trigger"]) == (1, True, "beat")
+    assert summary["sessions_would_remind"] == 5
 
 
 def test_the_operation_returns_typed_groups_with_decimal_amounts_and_aware_times(
@@ -442,39 +536,47 @@ def test_the_operation_returns_typed_groups_with_decimal_amounts_and_aware_times
 
 
 def test_a_dry_run_shows_what_would_be_sent_and_writes_and_sends_nothing(
-    network, admins, clock, run_command, mailoutbox
+    network, admins, clock, run_command
 ):
     before = written_rows()
 
     output = run_command(COMMAND, "--dry-run", "--email-admins").stdout
 
     assert written_rows() == before
-    assert mailoutbox == []
+    assert queued_mail() == []
     assert output.startswith("Dry run: nothing will be sent or written.")
-    assert f"{network['hery'].code} Hery Rakoto  -> would remind by email" in output
-    assert f"{network['tiana'].code} Tiana Randria  -> would remind, in-app only" in output
+    assert f"{network['hery'].code} Hery Rakoto  -> would remind of 2 sessions by email" in output
+    assert (
+        f"{network['tiana'].code} Tiana Randria  -> would remind of 1 session in-app only "
+        "(no email address)"
+    ) in output
     assert output.rstrip().endswith(
-        "Would remind 3 agents (2 by email, 1 in-app only), 0 already reminded today; "
+        "Would remind 3 agents of 5 sessions (2 by email, 1 in-app only), "
+        "0 sessions already reminded today; "
         "admin summary would go to 2 administrators. Nothing was sent or written."
     )
 
 
 def test_the_admins_summary_has_the_totals_the_groups_and_the_action_required(
-    network, admins, clock, run_command, mailoutbox
+    network, admins, clock, run_command
 ):
     run_command(COMMAND, "--email-admins")
 
-    (summary_mail,) = [mail for mail in mailoutbox if "boss@example.com" in mail.to]
+    (summary_mail,) = [mail for mail in queued_mail() if "boss@example.com" in mail.to]
     assert summary_mail.to == ["boss@example.com", "ops@example.com"]
-    assert summary_mail.subject == "Reconciliation summary 2026-11-25: 4 unreconciled sessions"
+    # Every unreconciled session counts in the subject and the grand total, older ones too.
+    assert summary_mail.subject == "Reconciliation summary 2026-11-25: 5 unreconciled sessions"
     text = summary_mail.body
     assert "Action required: reconcile these sessions in the admin." in text
-    assert "Sessions: 4" in text
-    assert "Agents: 3" in text
-    assert "Total unreconciled amount (expected balance): 110,000.00 MGA" in text
-    assert "Total discrepancy: -2,500.00 MGA (2 sessions not counted)" in text
-    assert "Sessions not counted: 2" in text
-    assert "Total unreconciled amount: 110,000.00 MGA" in text
+    new = text.split("Closed since 2026-11-24 00:00 (last 1 day)\n", 1)[1].split("\n\n")[0]
+    assert new.splitlines() == [
+        "  Sessions: 4",
+        "  Agents: 3",
+        "  Total unreconciled amount (expected balance): 110,000.00 MGA",
+        "  Total discrepancy: -2,500.00 MGA (2 sessions not counted)",
+        "  Sessions not counted: 2",
+    ]
+    assert "Total unreconciled amount (all 5 sessions): 120,000.00 MGA" in text
     hery_block = text.split(f"{network['hery'].code} Hery Rakoto: 2 sessions", 1)[1]
     hery_block = hery_block.split(network["voahangy"].code, 1)[0]
     assert network["counted_short"].number in hery_block
@@ -489,49 +591,48 @@ def test_the_admins_summary_has_the_totals_the_groups_and_the_action_required(
     (reminder,) = ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY)
     assert reminder.day == TODAY
     assert reminder.agent is None
-    assert len(reminder.session_numbers) == 4
+    assert len(reminder.session_numbers) == 5
 
 
-def test_the_admins_summary_is_only_sent_when_asked(
-    network, admins, clock, run_command, mailoutbox
-):
+def test_the_admins_summary_is_only_sent_when_asked(network, admins, clock, run_command):
     output = run_command(COMMAND).stdout
 
-    assert not any("boss@example.com" in mail.to for mail in mailoutbox)
+    assert not any("boss@example.com" in mail.to for mail in queued_mail())
     assert not ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY).exists()
     assert "no admin summary (use --email-admins)" in output
 
 
 def test_without_any_admin_address_the_output_says_the_summary_was_not_sent(
-    network, clock, run_command, mailoutbox
+    network, clock, run_command
 ):
     output = run_command(COMMAND, "--email-admins", "--json").stdout
 
     summary = json.loads(output)
     assert summary["admin_summary"] == {"status": "no_recipients", "recipients": []}
-    assert len(mailoutbox) == 2  # the two agents with an address only
+    assert len(queued_mail()) == 2  # the two agents with an address only
     assert not ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY).exists()
     text = run_command(COMMAND, "--email-admins").stdout
     assert "admin summary NOT sent: no administrator has an email address" in text
 
 
 def test_a_second_run_the_same_day_sends_nothing_again_and_the_next_day_does(
-    network, admins, clock, run_command, mailoutbox
+    network, admins, clock, run_command
 ):
     run_command(COMMAND, "--email-admins")
-    assert len(mailoutbox) == 3
+    assert len(queued_mail()) == 3
     assert Notification.objects.count() == 3
 
     clock.move_to(at(TODAY, 14))
     output = run_command(COMMAND, "--email-admins").stdout
 
-    assert len(mailoutbox) == 3
+    assert len(queued_mail()) == 3
     assert Notification.objects.count() == 3
     assert ReconciliationReminder.objects.count() == 4
+    assert SessionReminder.objects.count() == 5
     assert f"{network['hery'].code} Hery Rakoto  -> already reminded today" in output
     assert output.rstrip().endswith(
-        "Reminded 0 agents (0 emails sent, 0 in-app only), 3 already reminded today; "
-        "admin summary already sent today"
+        "Reminded 0 agents of 0 sessions (0 agents in-app only), "
+        "5 sessions already reminded today; emails: none; admin summary already sent today"
     )
 
     clock.move_to(at(TODAY + dt.timedelta(days=1), 8))
@@ -539,37 +640,45 @@ def test_a_second_run_the_same_day_sends_nothing_again_and_the_next_day_does(
     assert summary["agents_reminded"] == 3
     assert summary["agents_skipped_already_reminded"] == 0
     assert summary["admin_summary"]["recipients"] == ["boss@example.com", "ops@example.com"]
-    assert len(mailoutbox) == 6
+    assert len(queued_mail()) == 6
     assert Notification.objects.count() == 6
 
 
-def test_a_reminder_recorded_by_a_concurrent_run_stops_the_send(
-    network, admins, clock, run_command, mailoutbox, monkeypatch
+def test_sessions_another_run_reminded_after_this_ones_selection_are_not_reminded_again(
+    network, admins, clock, run_command, monkeypatch
 ):
-    # The other run committed after this one's check: the unique constraint has the last word.
-    ReconciliationReminder.objects.create(
-        kind=ReminderKind.AGENT, agent=network["hery"], day=TODAY, session_numbers=[]
-    )
-    ReconciliationReminder.objects.create(kind=ReminderKind.ADMIN_SUMMARY, day=TODAY)
-    monkeypatch.setattr(f"{OPERATION_MODULE}.agents_reminded_on", lambda **_: set())
-    monkeypatch.setattr(f"{OPERATION_MODULE}.admin_summary_sent_on", lambda **_: False)
+    # The other run commits between this run's selection and its writes: the selection
+    # says "due", the locked re-read inside the service says "already reminded".
+    real_backlog = reconciliation_backlog
+
+    def backlog_then_another_run(**arguments):
+        backlog = real_backlog(**arguments)
+        other = ReconciliationReminder.objects.create(
+            kind=ReminderKind.AGENT, agent=network["hery"], day=TODAY
+        )
+        SessionReminder.objects.create(reminder=other, session=network["uncounted"], day=TODAY)
+        SessionReminder.objects.create(reminder=other, session=network["counted_short"], day=TODAY)
+        ReconciliationReminder.objects.create(kind=ReminderKind.ADMIN_SUMMARY, day=TODAY)
+        return backlog
+
+    monkeypatch.setattr(f"{OPERATION_MODULE}.reconciliation_backlog", backlog_then_another_run)
 
     summary = json.loads(run_command(COMMAND, "--email-admins", "--json").stdout)
 
     assert summary["status"] == "ok"
     assert summary["agents_reminded"] == 2
     assert summary["agents_skipped_already_reminded"] == 1
+    assert (summary["sessions_reminded"], summary["sessions_already_reminded"]) == (3, 2)
     assert summary["admin_summary"]["status"] == "already_sent"
     assert not Notification.objects.filter(agent=network["hery"]).exists()
-    assert sorted(address for mail in mailoutbox for address in mail.to) == [
+    assert sorted(address for mail in queued_mail() for address in mail.to) == [
         network["voahangy"].email
     ]
     assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 2
+    assert SessionReminder.objects.filter(session=network["uncounted"]).count() == 1
 
 
-def test_an_agent_without_email_gets_the_in_app_notification_only(
-    network, clock, run_command, mailoutbox
-):
+def test_an_agent_without_email_gets_the_in_app_notification_only(network, clock, run_command):
     output = run_command(COMMAND).stdout
 
     tiana = network["tiana"]
@@ -578,8 +687,8 @@ def test_an_agent_without_email_gets_the_in_app_notification_only(
     assert network["tiana_uncounted"].number in notification.message
     assert "Total expected balance: 5,000.00 MGA" in notification.message
     assert not EmailMessage.objects.filter(about=tiana.code).exists()
-    assert not any(tiana.user.email in mail.to for mail in mailoutbox)
-    assert f"{tiana.code} Tiana Randria  -> reminded, in-app only" in output
+    assert not any(tiana.user.email in mail.to for mail in queued_mail())
+    assert f"{tiana.code} Tiana Randria  -> reminded of 1 session, in-app only" in output
 
 
 def test_each_reminder_appends_an_audit_entry_naming_the_agent_and_sessions(
@@ -598,6 +707,11 @@ def test_each_reminder_appends_an_audit_entry_naming_the_agent_and_sessions(
         assert entry.data["kind"] == reminder.kind
         assert entry.data["sessions"] == reminder.session_numbers
         assert entry.data["agent"] == (reminder.agent.code if reminder.agent else None)
+        if reminder.kind == ReminderKind.AGENT:
+            # The sessions the entry names are the ones the database keys the reminder by.
+            assert sorted(entry.data["sessions"]) == sorted(
+                reminder.sessions.values_list("number", flat=True)
+            )
     hery_entry = next(e for e in entries if e.data["agent"] == network["hery"].code)
     assert hery_entry.data["sessions"] == [
         network["counted_short"].number,
@@ -616,25 +730,42 @@ def test_json_output_carries_counts_and_amounts_as_strings(network, admins, cloc
     assert (summary["sessions"], summary["agents"], summary["not_counted"]) == (4, 3, 2)
     assert summary["total_expected"] == "110000.00"
     assert summary["total_discrepancy"] == "-2500.00"
+    assert summary["older"] == {
+        "session_count": 1,
+        "total_expected": "10000.00",
+        "total_discrepancy": "0.00",
+        "not_counted": 0,
+    }
     assert (summary["agents_reminded"], summary["agents_skipped_already_reminded"]) == (3, 0)
+    assert (summary["sessions_reminded"], summary["sessions_already_reminded"]) == (5, 0)
     assert summary["in_app_only"] == 1
     hery = next(g for g in summary["reminders"] if g["agent"] == network["hery"].code)
+    assert (hery["action"], hery["sessions_reminded"]) == ("reminded", 2)
     assert hery["total_expected"] == "90000.00"
     assert hery["total_discrepancy"] == "-2500.00"
     assert hery["not_counted"] == 1
-    assert [row["discrepancy"] for row in hery["sessions"]] == ["-2500.00", None]
-    assert hery["sessions"][1]["closed_at"] == "2026-11-25T06:30:00+03:00"
+    assert hery["sessions"][1] == {
+        "number": network["uncounted"].number,
+        "closed_at": "2026-11-25T06:30:00+03:00",
+        "auto_closed": True,
+        "expected_balance": "30000.00",
+        "discrepancy": None,
+        "days_waiting": 0,
+        "older": False,
+        "action": "reminded",
+    }
+    assert hery["sessions"][0]["discrepancy"] == "-2500.00"
     assert summary["admin_summary"]["recipients"] == ["boss@example.com", "ops@example.com"]
     assert sum(summary["emails"].values()) == 3
 
 
-def test_without_sessions_the_command_says_so_and_sends_nothing(
-    clock, run_command, mailoutbox, admins
-):
+def test_without_sessions_the_command_says_so_and_sends_nothing(clock, run_command, admins):
     output = run_command(COMMAND, "--days", "3", "--email-admins").stdout
 
-    assert output.strip() == "No unreconciled sessions closed in the last 3 day(s)."
-    assert mailoutbox == []
+    assert output.strip() == (
+        "No unreconciled sessions closed in the last 3 day(s), and none older."
+    )
+    assert queued_mail() == []
     assert not ReconciliationReminder.objects.exists()
 
 
@@ -658,34 +789,49 @@ def test_help_lists_the_options_and_the_exit_codes():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_command_prints_each_agent_its_sessions_totals_and_what_was_sent(network, admins):
-    # Transactional: each reminder commits as it would under cron, so its email goes out
-    # before the run reports, and the output may say "sent".
+    # Transactional: each reminder commits as it would under cron. Whether its email has
+    # left yet is the outbox's business: the output must say what the email log says.
     out = StringIO()
     with time_machine.travel(RUN_AT, tick=False):
         call_command(COMMAND, "--email-admins", stdout=out, stderr=StringIO())
 
     hery, voahangy, tiana = network["hery"], network["voahangy"], network["tiana"]
     short, uncounted = network["counted_short"].number, network["uncounted"].number
+    emails = {tuple(mail.recipients): mail.status for mail in EmailMessage.objects.all()}
+    summary_status = emails[("boss@example.com", "ops@example.com")]
+    summary_words = {"queued": "queued for", "sending": "being sent to", "sent": "sent to"}
+    emails_written = EmailMessage.objects.values_list("pk", flat=True)
     lines = out.getvalue().splitlines()
     assert lines == [
-        "Unreconciled sessions closed since 2026-11-24 00:00 (last 1 day(s)): 4 sessions, 3 agents",
-        f"{hery.code} Hery Rakoto  -> reminded, email sent",
-        f"  {short}  closed 2026-11-24 17:00  expected 60,000.00 MGA  discrepancy -2,500.00 MGA",
-        f"  {uncounted}  closed 2026-11-25 06:30  expected 30,000.00 MGA  discrepancy not counted",
+        "Unreconciled sessions closed since 2026-11-24 00:00 (last 1 day(s)): 4 sessions, "
+        "3 agents; older, still unreconciled: 1 session",
+        f"{hery.code} Hery Rakoto  -> reminded of 2 sessions, email {emails[(hery.email,)]}",
+        f"  {short}  closed 2026-11-24 17:00 (waiting 1 day)  expected 60,000.00 MGA  "
+        "discrepancy -2,500.00 MGA",
+        f"  {uncounted}  closed 2026-11-25 06:30 (waiting 0 days)  expected 30,000.00 MGA  "
+        "discrepancy not counted",
         "  Total expected: 90,000.00 MGA; total discrepancy: -2,500.00 MGA (1 session not counted)",
-        f"{voahangy.code} Voahangy Rabe  -> reminded, email sent",
-        f"  {network['counted_exact'].number}  closed 2026-11-24 16:00  "
+        f"{voahangy.code} Voahangy Rabe  -> reminded of 2 sessions, "
+        f"email {emails[(voahangy.email,)]}",
+        f"  {network['old'].number}  closed 2026-11-22 17:00 (waiting 3 days, older)  "
+        "expected 10,000.00 MGA  discrepancy 0.00 MGA",
+        f"  {network['counted_exact'].number}  closed 2026-11-24 16:00 (waiting 1 day)  "
         "expected 15,000.00 MGA  discrepancy 0.00 MGA",
-        "  Total expected: 15,000.00 MGA; total discrepancy: 0.00 MGA",
-        f"{tiana.code} Tiana Randria  -> reminded, in-app only",
-        f"  {network['tiana_uncounted'].number}  closed 2026-11-24 20:30  "
+        "  Total expected: 25,000.00 MGA; total discrepancy: 0.00 MGA",
+        f"{tiana.code} Tiana Randria  -> reminded of 1 session, in-app only",
+        f"  {network['tiana_uncounted'].number}  closed 2026-11-24 20:30 (waiting 1 day)  "
         "expected 5,000.00 MGA  discrepancy not counted",
         "  Total expected: 5,000.00 MGA; total discrepancy: not counted (1 session not counted)",
-        "Overall: 4 sessions, 3 agents; total expected 110,000.00 MGA; total discrepancy "
-        "-2,500.00 MGA (2 sessions not counted)",
-        "Reminded 3 agents (2 emails sent, 1 in-app only), 0 already reminded today; "
-        "admin summary sent to 2 administrators",
+        "New (last 1 day(s)): 4 sessions, 3 agents; total expected 110,000.00 MGA; "
+        "total discrepancy -2,500.00 MGA (2 sessions not counted)",
+        "Older, still unreconciled: 1 session; total expected 10,000.00 MGA; "
+        "total discrepancy 0.00 MGA",
+        "Reminded 3 agents of 5 sessions (1 agent in-app only), "
+        "0 sessions already reminded today; "
+        f"emails: {email_outcomes_text(email_outcomes(emails_written))}; "
+        f"admin summary {summary_words[summary_status]} 2 administrators",
     ]
+    assert "will be retried" not in out.getvalue()
 
 
 def test_the_admin_lists_reminders_and_notifications_read_only(
@@ -709,17 +855,25 @@ def test_the_admin_lists_reminders_and_notifications_read_only(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_runs_racing_past_the_check_still_remind_each_agent_once(network, admins, monkeypatch):
-    # Both runs see "not reminded yet"; the unique constraint must stop the second one.
-    monkeypatch.setattr(f"{OPERATION_MODULE}.agents_reminded_on", lambda **_: set())
-    monkeypatch.setattr(f"{OPERATION_MODULE}.admin_summary_sent_on", lambda **_: False)
+def test_two_runs_at_once_remind_each_session_once_that_day(network, admins, monkeypatch):
+    # Both runs read the backlog before either writes (the barrier), so both see every
+    # session due: the row locks and the (session, day) constraint must stop the second.
+    # The operation is called directly, past the run lock that would otherwise refuse
+    # the second run, to prove the data layer holds on its own.
     barrier = threading.Barrier(2)
+    real_backlog = reconciliation_backlog
+
+    def backlog_then_wait(**arguments):
+        backlog = real_backlog(**arguments)
+        barrier.wait(timeout=10)
+        return backlog
+
+    monkeypatch.setattr(f"{OPERATION_MODULE}.reconciliation_backlog", backlog_then_wait)
     summaries: list[Result] = []
     errors: list[Exception] = []
 
     def one_run() -> None:
         try:
-            barrier.wait(timeout=10)
             summaries.append(
                 reconciliation_reminder(
                     options=Options(days=1, email_admins=True), trigger=Trigger.BEAT
@@ -739,13 +893,22 @@ def test_two_runs_racing_past_the_check_still_remind_each_agent_once(network, ad
 
     assert errors == []
     assert [s.status for s in summaries] == [OperationStatus.OK, OperationStatus.OK]
-    assert sum(s.agents_reminded for s in summaries) == 3
-    assert sum(s.agents_skipped_already_reminded for s in summaries) == 3
+    assert all(s.sessions_would_remind == 0 for s in summaries)
+    assert sum(s.sessions_reminded for s in summaries) == 5
+    assert sum(s.sessions_already_reminded for s in summaries) == 5
     assert sorted(s.admin_summary.status for s in summaries)[0] == SummaryStatus.ALREADY_SENT
+    # Row by row: each unreconciled session once today, one reminder per agent.
+    reminded = list(SessionReminder.objects.values_list("session__number", "day"))
+    assert sorted(reminded) == sorted(
+        (network[name].number, TODAY)
+        for name in ("old", "counted_short", "uncounted", "counted_exact", "tiana_uncounted")
+    )
+    assert ReconciliationReminder.objects.filter(kind=ReminderKind.AGENT).count() == 3
+    assert ReconciliationReminder.objects.filter(kind=ReminderKind.ADMIN_SUMMARY).count() == 1
     assert Notification.objects.count() == 3
-    assert ReconciliationReminder.objects.count() == 4
     assert EmailMessage.objects.count() == 3
     assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 4
+    assert chain_verify().intact
 
 
 def test_enqueue_sends_the_look_back_to_the_task_as_a_whole_number(monkeypatch, run_command):
@@ -771,3 +934,222 @@ def test_enqueue_sends_the_look_back_to_the_task_as_a_whole_number(monkeypatch, 
         }
     ]
     assert run.stdout == "Enqueued tasks.reconciliation_reminder as task captured-id\n"
+
+
+# Every unreconciled session, once a day per session ------------------------------------
+
+
+def reminded_on() -> dict[str, list[dt.date]]:
+    """Each reminded session's number and the days it was reminded on, from the database."""
+    days: dict[str, list[dt.date]] = {}
+    for number, day in SessionReminder.objects.order_by("day").values_list(
+        "session__number", "day"
+    ):
+        days.setdefault(number, []).append(day)
+    return days
+
+
+def test_a_session_closed_after_todays_reminder_is_reminded_by_the_next_run_that_day(
+    network, clock, run_command
+):
+    hery = network["hery"]
+    run_command(COMMAND)
+    assert len(queued_mail()) == 2
+    late = closed_session(hery, opened=at(TODAY, 9), closed=at(TODAY, 10), counted="10000.00")
+
+    clock.move_to(at(TODAY, 14))
+    output = run_command(COMMAND).stdout
+
+    # Only the new session, in a second reminder to Hery; nobody else hears anything.
+    assert [mail.to for mail in queued_mail()[2:]] == [[hery.email]]
+    later_mail = queued_mail()[2]
+    assert late.number in later_mail.body
+    assert network["counted_short"].number not in later_mail.body
+    assert later_mail.subject == "Reconciliation reminder 2026-11-25: 1 cash session waiting"
+    [_, later] = Notification.objects.filter(agent=hery).order_by("pk")
+    assert late.number in later.message and network["uncounted"].number not in later.message
+    assert f"{hery.code} Hery Rakoto  -> reminded of 1 session, email" in output
+    assert "(already reminded today)" in line_with(output, network["uncounted"].number)
+    assert "(already reminded today)" not in line_with(output, late.number)
+    assert reminded_on()[late.number] == [TODAY]
+    assert all(days == [TODAY] for days in reminded_on().values())
+
+    # A run that finds every session already reminded today sends nothing.
+    clock.move_to(at(TODAY, 16))
+    summary = json.loads(run_command(COMMAND, "--json").stdout)
+    assert (summary["sessions_reminded"], summary["sessions_already_reminded"]) == (0, 6)
+    assert summary["agents_skipped_already_reminded"] == 3
+    assert len(queued_mail()) == 3
+    assert Notification.objects.count() == 4
+
+
+def test_days_3_with_six_sessions_over_several_days_reminds_each_session_once_a_day(
+    clock, run_command
+):
+    rova, faly = AgentFactory(full_name="Rova Rabe"), AgentFactory(full_name="Faly Andria")
+    six = [
+        closed_session(
+            agent,
+            opened=at(TODAY - dt.timedelta(days=back), 7),
+            closed=at(TODAY - dt.timedelta(days=back), 7, 30),
+            counted="10000.00",
+        )
+        for back, agent in [(3, rova), (3, faly), (2, rova), (2, faly), (1, rova), (0, faly)]
+    ]
+    numbers = sorted(session.number for session in six)
+
+    # The daily default run first (one day back), then an operator's --days 3 the same day.
+    run_command(COMMAND)
+    first = set(reminded_on())
+    summary = json.loads(run_command(COMMAND, "--days", "3", "--json").stdout)
+
+    assert sorted(first) == numbers  # older ones included: none waits for --days 3
+    assert (summary["sessions"], summary["older"]["session_count"]) == (6, 0)
+    assert (summary["sessions_reminded"], summary["sessions_already_reminded"]) == (0, 6)
+    assert len(queued_mail()) == 2  # one per agent, from the first run
+
+    clock.move_to(at(TODAY + dt.timedelta(days=1), 8))
+    summary = json.loads(run_command(COMMAND, "--days", "3", "--json").stdout)
+    run_command(COMMAND, "--days", "3")
+
+    assert summary["sessions_reminded"] == 6
+    # Row by row: every session reminded exactly once on each day, never twice.
+    assert reminded_on() == {number: [TODAY, TODAY + dt.timedelta(days=1)] for number in numbers}
+    assert len(queued_mail()) == 4
+
+
+def test_a_session_older_than_the_window_is_reminded_daily_until_reconciled_then_never(
+    clock, run_command
+):
+    agent = AgentFactory(full_name="Hery Rakoto")
+    forgotten = closed_session(
+        agent,
+        opened=at(TODAY - dt.timedelta(days=10), 8),
+        closed=at(TODAY - dt.timedelta(days=10), 17),
+        counted="9000.00",
+    )
+
+    for offset in range(3):
+        clock.move_to(at(TODAY + dt.timedelta(days=offset), 8))
+        output = run_command(COMMAND).stdout
+        waited = 10 + offset
+        assert f"(waiting {waited} days, older)" in line_with(output, forgotten.number)
+        assert f"{agent.code} Hery Rakoto  -> reminded of 1 session" in output
+        mail = queued_mail()[-1]
+        assert f"(waiting for {waited} days)" in line_with(mail.body, forgotten.number)
+        assert f"<td>{waited} days</td>" in html_of(mail)
+        notification = Notification.objects.filter(agent=agent).latest("pk")
+        assert f"(waiting for {waited} days)" in line_with(notification.message, forgotten.number)
+
+    clock.move_to(at(TODAY + dt.timedelta(days=2), 15))
+    session_reconcile(session=forgotten, actor=StaffUserFactory(), notes="Cash was 1,000 short.")
+    clock.move_to(at(TODAY + dt.timedelta(days=3), 8))
+    output = run_command(COMMAND).stdout
+    clock.move_to(at(TODAY + dt.timedelta(days=4), 8))
+    run_command(COMMAND)
+
+    assert output.strip() == "No unreconciled sessions closed in the last 1 day(s), and none older."
+    assert reminded_on() == {forgotten.number: [TODAY + dt.timedelta(days=n) for n in range(3)]}
+    assert len(queued_mail()) == 3
+    assert Notification.objects.filter(agent=agent).count() == 3
+
+
+def test_the_admins_summary_totals_the_older_sessions_on_a_line_of_their_own(
+    network, admins, clock, run_command
+):
+    # Besides Voahangy's counted older session, Tiana's uncounted one closed five days ago.
+    tiana_older = closed_session(
+        network["tiana"],
+        opened=at(TODAY - dt.timedelta(days=5), 8),
+        closed=at(TODAY - dt.timedelta(days=5), 18),
+        opening="2500.00",
+    )
+
+    output = run_command(COMMAND, "--email-admins").stdout
+
+    [summary_mail] = [mail for mail in queued_mail() if "boss@example.com" in mail.to]
+    text = summary_mail.body
+    older = text.split("Older, still unreconciled (closed before 2026-11-24 00:00)\n", 1)[1]
+    assert older.split("\n\n")[0].splitlines() == [
+        "  Sessions: 2",
+        "  Total unreconciled amount (expected balance): 12,500.00 MGA",
+        "  Total discrepancy: 0.00 MGA (1 session not counted)",
+    ]
+    # The window's totals are unchanged by the older sessions.
+    assert "  Total unreconciled amount (expected balance): 110,000.00 MGA" in text
+    assert "Total unreconciled amount (all 6 sessions): 122,500.00 MGA" in text
+    assert (
+        f"- {tiana_older.number}, closed 2026-11-20 18:00 (automatically; older, waiting for "
+        "5 days): expected 2,500.00 MGA, discrepancy not counted"
+    ) in text
+    html = html_of(summary_mail)
+    assert "<h3>Older, still unreconciled (closed before 2026-11-24 00:00)</h3>" in html
+    assert '<td align="right"><strong>12,500.00 MGA</strong></td>' in html
+    assert "5 days <strong>(older)</strong>" in html
+    assert (
+        "Older, still unreconciled: 2 sessions; total expected 12,500.00 MGA; "
+        "total discrepancy 0.00 MGA (1 session not counted)"
+    ) in output
+
+
+def test_an_older_backlog_never_counted_says_not_counted_not_zero(admins, clock, run_command):
+    agent = AgentFactory()
+    closed_session(
+        agent,
+        opened=at(TODAY - dt.timedelta(days=4), 8),
+        closed=at(TODAY - dt.timedelta(days=4), 20),
+    )
+
+    output = run_command(COMMAND, "--email-admins").stdout
+
+    [summary_mail] = [mail for mail in queued_mail() if "boss@example.com" in mail.to]
+    older = summary_mail.body.split("Older, still unreconciled", 1)[1].split("\n\n")[0]
+    assert "  Total discrepancy: not counted (1 session not counted)" in older
+    new = summary_mail.body.split("Closed since", 1)[1].split("\n\n")[0]
+    assert "  Sessions: 0" in new
+    assert "New (last 1 day(s)): 0 sessions, 0 agents; nothing to reconcile" in output
+    assert (
+        "Older, still unreconciled: 1 session; total expected 10,000.00 MGA; "
+        "total discrepancy not counted (1 session not counted)"
+    ) in output
+
+
+def test_reminders_and_the_summary_say_in_french_how_long_each_session_waited(
+    network, admins, clock, run_command, settings
+):
+    settings.LANGUAGE_CODE = "fr"
+
+    run_command(COMMAND, "--email-admins")
+
+    hery_mail = mail_to(queued_mail(), network["hery"].email)
+    assert (
+        f"- {network['counted_short'].number}, clôturée le 2026-11-24 17:00 "
+        "(en attente depuis 1 jour)"
+    ) in hery_mail.body
+    assert "(automatiquement) (clôturée aujourd'hui)" in hery_mail.body
+    assert "Un rappel vous sera envoyé chaque jour jusqu'à leur rapprochement." in hery_mail.body
+    assert '<th align="left">En attente depuis</th>' in html_of(hery_mail)
+    voahangy_mail = mail_to(queued_mail(), network["voahangy"].email)
+    assert "(en attente depuis 3 jours)" in line_with(voahangy_mail.body, network["old"].number)
+    [in_app] = Notification.objects.filter(agent=network["voahangy"])
+    assert (
+        f"- {network['old'].number}, clôturée le 2026-11-22 17:00 (en attente depuis 3 jours) : "
+        "attendu 10\N{NO-BREAK SPACE}000,00 MGA, écart 0,00 MGA"
+    ) in in_app.message
+
+    [summary_mail] = [mail for mail in queued_mail() if "boss@example.com" in mail.to]
+    text = summary_mail.body
+    assert "Clôturées depuis le 2026-11-24 00:00 (sur 1 jour)" in text
+    older = text.split(
+        "Plus anciennes, toujours non rapprochées (clôturées avant le 2026-11-24 00:00)\n", 1
+    )[1]
+    assert older.split("\n\n")[0].splitlines() == [
+        "  Sessions : 1",
+        "  Montant total non rapproché (solde attendu) : 10\N{NO-BREAK SPACE}000,00 MGA",
+        "  Écart total : 0,00 MGA",
+    ]
+    assert "(ancienne, en attente depuis 3 jours)" in line_with(text, network["old"].number)
+    assert "Montant total non rapproché (les 5 sessions) : 120\N{NO-BREAK SPACE}000,00 MGA" in text
+    assert "3 jours <strong>(ancienne)</strong>" in html_of(summary_mail)
+    for english in ("waiting", "older", "Older", "closed today", "every day"):
+        assert english not in text + html_of(summary_mail) + hery_mail.body + in_app.message

@@ -1,19 +1,23 @@
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from tasks import tasks
 from tasks.commands import OperationCommand
+from tasks.inputs import InvalidInput
 from tasks.operations import reconciliation_reminder
 from tasks.rendering.reconciliation_reminder import reminders_render
+from tasks.results import ExitCode
 
 
 class Command(OperationCommand):
     help = (
         "Remind each agent of their closed sessions still waiting for reconciliation "
         "(in-app notification, and email when the agent has an address); with "
-        "--email-admins, also send the administrators a summary. An agent, and the summary, "
-        "are reminded at most once per local day."
+        "--email-admins, also send the administrators a summary. Every unreconciled "
+        "session is reminded once per local day until it is reconciled: those closed in "
+        "the last DAYS days as new, older ones as the backlog. A session closed after "
+        "today's run is reminded by the next run; the summary goes out once a day."
     )
     operation = reconciliation_reminder.OPERATION
     task = tasks.reconciliation_reminder
@@ -24,7 +28,8 @@ class Command(OperationCommand):
             default="1",
             metavar="DAYS",
             help=(
-                "Look back over sessions closed since local midnight DAYS days ago "
+                "Sessions closed since local midnight DAYS days ago are new; older ones "
+                "still unreconciled are reminded too, as the backlog "
                 f"(1 to {reconciliation_reminder.MAX_DAYS}; default 1: yesterday and today)."
             ),
         )
@@ -41,11 +46,10 @@ class Command(OperationCommand):
 
     def task_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
         try:
-            # A whole number goes to the task as one; anything else as typed, for the
-            # operation to refuse in its own words.
-            days = int(options["days"])
-        except ValueError:
-            days = options["days"]
+            # The task takes a JSON integer; the command line's text becomes one here.
+            days = reconciliation_reminder.days_from_command_line(options["days"])
+        except InvalidInput as error:
+            raise CommandError(str(error), returncode=ExitCode.BAD_INPUT) from error
         return {
             "days": days,
             "dry_run": options["dry_run"],
