@@ -30,6 +30,7 @@ from payments.models import (
 )
 from payments.selectors import reconciliation_backlog
 from payments.services import (
+    reconciliation_reminder_send,
     session_close,
     session_close_automatically,
     session_open,
@@ -48,6 +49,7 @@ from tasks.operations.reconciliation_reminder import (
 )
 from tasks.rendering.emails import email_outcomes_text
 from tasks.results import OperationStatus, Trigger
+from tests.commands import command_run
 from tests.factories import AgentFactory, StaffUserFactory
 
 COMMAND = "reconciliation_reminder"
@@ -1153,3 +1155,71 @@ def test_reminders_and_the_summary_say_in_french_how_long_each_session_waited(
     assert "3 jours <strong>(ancienne)</strong>" in html_of(summary_mail)
     for english in ("waiting", "older", "Older", "closed today", "every day"):
         assert english not in text + html_of(summary_mail) + hery_mail.body + in_app.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cut_off_from_the_database_midway_leaves_the_rest_to_the_next_run(
+    network, monkeypatch
+):
+    # A real cut: once the first agent's reminder has committed, another connection
+    # terminates the run's own PostgreSQL backend, found by the application_name it set.
+    real_send = reconciliation_reminder_send
+    sent: list[int] = []
+
+    def send_then_lose_the_database(**arguments):
+        if not sent:
+            with connection.cursor() as cursor:
+                cursor.execute("SET application_name = 'remind-fault-test'")
+        result = real_send(**arguments)
+        sent.append(arguments["agent_id"])
+        if len(sent) == 1:
+            cutter = threading.Thread(target=terminate_backends, args=("remind-fault-test",))
+            cutter.start()
+            cutter.join(timeout=10)
+        return result
+
+    monkeypatch.setattr(
+        f"{OPERATION_MODULE}.reconciliation_reminder_send", send_then_lose_the_database
+    )
+
+    with time_machine.travel(RUN_AT, tick=False):
+        cut = command_run(COMMAND, expect_exit=1)
+    connection.close()  # the test's own handle on the dead backend
+
+    assert cut.stdout == ""
+    assert cut.stderr.count("\n") == 1
+    assert "The database could not be reached" in cut.stderr
+    # What committed before the cut stays, with its audit entry; nothing else was written.
+    first = network["hery"]
+    assert sent == [first.pk]
+    assert set(reminded_on()) == {network["counted_short"].number, network["uncounted"].number}
+    assert list(Notification.objects.values_list("agent", flat=True)) == [first.pk]
+    assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 1
+
+    monkeypatch.undo()
+    with time_machine.travel(at(TODAY, 8, 5), tick=False):
+        again = json.loads(command_run(COMMAND, "--json").stdout)
+
+    # The next run takes the rest, and reminds nothing twice.
+    assert (again["sessions_reminded"], again["sessions_already_reminded"]) == (3, 2)
+    assert reminded_on() == {
+        network[name].number: [TODAY]
+        for name in ("old", "counted_short", "uncounted", "counted_exact", "tiana_uncounted")
+    }
+    assert Notification.objects.count() == 3
+    assert AuditEntry.objects.filter(action="reconciliation.reminded").count() == 3
+    assert chain_verify().intact
+
+
+def terminate_backends(application_name: str) -> None:
+    """From this thread's own connection: end every backend with that application_name."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                [application_name],
+            )
+            assert cursor.fetchall() == [(True,)]
+    finally:
+        connection.close()
