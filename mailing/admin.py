@@ -3,20 +3,46 @@ from email.utils import parseaddr
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
-from mailing.models import EmailAttempt, EmailMessage, EmailStatus, SmtpConfiguration
-from mailing.services import email_retry_now, smtp_configuration_save, smtp_test_send
+from mailing.models import EmailAttempt, EmailMessage, EmailStatus, OutboxSweep, SmtpConfiguration
+from mailing.services import email_retry_schedule, smtp_configuration_save, smtp_test_send
 from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 
 
 class EmailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = EmailAttempt
-    fields = ("attempted_at", "succeeded", "error")
+    fields = ("attempted_at", "finished_at", "succeeded", "error", "attempt_id")
     extra = 0
+
+
+class DeliveryFilter(admin.SimpleListFilter):
+    """Where each unsent message stands: the states an administrator acts on."""
+
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("retrying", "Failed, will be retried"),
+            ("gave_up", "Gave up (needs Retry delivery now)"),
+            ("sending", "Being sent"),
+            ("undelivered", "Not delivered yet (any)"),
+        ]
+
+    def queryset(self, request, queryset):
+        failed = queryset.filter(status=EmailStatus.FAILED)
+        return {
+            "retrying": failed.filter(next_attempt_at__isnull=False),
+            "gave_up": failed.filter(next_attempt_at__isnull=True),
+            "sending": queryset.filter(status=EmailStatus.SENDING),
+            "undelivered": queryset.exclude(status=EmailStatus.SENT),
+        }.get(self.value(), queryset)
 
 
 @admin.register(EmailMessage)
@@ -29,10 +55,11 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "recipient_list",
         "status",
         "attempts",
+        "delivery",
         "sent_at",
     )
-    list_filter = ("status", "purpose")
-    search_fields = ("recipients", "subject", "purpose", "about")
+    list_filter = (DeliveryFilter, "status", "purpose")
+    search_fields = ("recipients", "subject", "purpose", "about", "message_id")
     date_hierarchy = "created_at"
     inlines = [EmailAttemptInline]
 
@@ -42,23 +69,46 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def recipient_list(self, email: EmailMessage) -> str:
         return ", ".join(email.recipients)
 
+    @admin.display(description="next")
+    def delivery(self, email: EmailMessage) -> str:
+        if email.status == EmailStatus.SENDING:
+            return f"being sent since {timezone.localtime(email.claimed_at):%Y-%m-%d %H:%M}"
+        if email.gave_up:
+            return f"gave up after {email.attempts} attempt(s)"
+        if email.status == EmailStatus.FAILED:
+            return f"retry at {timezone.localtime(email.next_attempt_at):%Y-%m-%d %H:%M}"
+        return ""
+
     def has_change_permission(self, request, obj=None) -> bool:
         # Model-level change permission runs the retry action; a message stays read-only.
         return obj is None and request.user.has_perm("mailing.change_emailmessage")
 
     @admin.action(description="Retry delivery now", permissions=["change"])
     def retry_delivery(self, request: HttpRequest, queryset) -> None:
-        """The way back for a message whose automatic retries ran out (or never ran, under
-        cron without a worker). A message already sent is never sent again."""
-        sent, failed = email_retry_now(email_ids=queryset.values_list("pk", flat=True))
-        if sent:
-            self.message_user(request, f"{sent} message(s) sent: the server accepted them.")
-        if failed:
+        """The way back for failed messages, including those that gave up. It only marks
+        them due and wakes the sweeper: no SMTP in the request, whatever the server does.
+        A message sent, or being sent, is never sent again by this."""
+        schedule = email_retry_schedule(
+            email_ids=queryset.values_list("pk", flat=True), actor=request.user
+        )
+        if schedule.will_retry:
             self.message_user(
-                request, f"{failed} message(s) failed again; see their last error.", messages.ERROR
+                request,
+                f"{schedule.will_retry} message(s) will be retried by the sweeper within a minute.",
+                messages.SUCCESS,
             )
-        if not sent and not failed:
-            self.message_user(request, "Nothing to retry: the selected messages were sent.")
+        skipped = []
+        if schedule.sent:
+            skipped.append(f"{schedule.sent} already sent")
+        if schedule.in_flight:
+            skipped.append(f"{schedule.in_flight} being sent now")
+        if skipped:
+            self.message_user(request, f"Left as they are: {', '.join(skipped)}.")
+
+
+@admin.register(OutboxSweep)
+class OutboxSweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("finished_at", "trigger", "sent", "failed", "stopped_early")
 
 
 class SmtpConfigurationForm(forms.ModelForm):
@@ -156,7 +206,11 @@ class SmtpConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
         return [
             path(
                 "send-test-email/",
-                self.admin_site.admin_view(self.send_test_email_view),
+                # Outside the request's transaction: the delivery commits its claim before
+                # talking SMTP, and its answer whatever the page does next.
+                transaction.non_atomic_requests(
+                    self.admin_site.admin_view(self.send_test_email_view)
+                ),
                 name="mailing_smtpconfiguration_send_test",
             ),
             *super().get_urls(),

@@ -22,7 +22,8 @@ class ConfiguredEmailBackend(BaseEmailBackend):
                 password=self.config.password,
                 use_tls=self.config.use_tls,
                 use_ssl=self.config.use_ssl,
-                timeout=self.config.timeout,
+                # Capped: a hanging server must not hold a delivery for the admin's minutes.
+                timeout=min(self.config.timeout, settings.EMAIL_TIMEOUT),
             )
         else:
             self.backend = get_connection(

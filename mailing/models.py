@@ -1,21 +1,51 @@
-"""The email log (every outgoing message and each delivery attempt) and the SMTP server
-administrators set in the admin."""
+"""The email log, which is also the outbox (every outgoing message, its current delivery
+claim and each attempt), the sweeper's last run, and the SMTP server administrators set in
+the admin."""
 
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.core.mail import make_msgid
 from django.db import models
 from django.db.models import Q
 
 from project.singleton import SingletonModel
 
+# Six tries (the first and five retries 2, 4, 8, 16 and 32 minutes apart) span about an
+# hour: a mail server outage rarely lasts less; after that a person has to look.
+MAX_DELIVERY_ATTEMPTS = 6
+# The purpose of the admin's "Send test email": answered on the page, never retried, and
+# not counted as backlog.
+SMTP_TEST_PURPOSE = "smtp_test"
+
+
+def message_id_new() -> str:
+    """An RFC 5322 Message-ID in the sender's domain, made once per message: every attempt
+    sends the same one, so a receiver can drop the copy a resend after a crash produces."""
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+    return make_msgid(domain=domain)
+
 
 class EmailStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
+    # Claimed by one delivery, which is talking to the mail server (or died doing so).
+    SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
+    # With next_attempt_at: the sweeper retries it then. Without: delivery gave up.
     FAILED = "failed", "Failed"
 
 
 class EmailMessage(models.Model):
     """Every outgoing message, with what it was about and how delivery went."""
 
+    message_id = models.CharField(
+        "Message-ID",
+        max_length=255,
+        unique=True,
+        default=message_id_new,
+        editable=False,
+        help_text="Sent on every attempt, so that receivers can drop a resent copy.",
+    )
     purpose = models.CharField(max_length=40, db_index=True)
     about = models.CharField(
         max_length=200, blank=True, help_text="What it reports on: a period, a session, a run."
@@ -33,6 +63,16 @@ class EmailMessage(models.Model):
         max_length=16, choices=EmailStatus.choices, default=EmailStatus.QUEUED, db_index=True
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    attempt_limit = models.PositiveSmallIntegerField(
+        default=MAX_DELIVERY_ATTEMPTS,
+        help_text="Delivery gives up once attempts reach this; a manual retry raises it.",
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweeper retries a failed message."
+    )
+    # The current claim: which delivery holds the message while it is "sending", since when.
+    attempt_id = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -40,23 +80,76 @@ class EmailMessage(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id"]),
+            # The sweeper and the backlog read only what is not sent yet: a small index.
+            models.Index(
+                fields=["created_at"],
+                condition=~Q(status="sent"),
+                name="mailing_email_unsent_idx",
+            ),
+        ]
+        constraints = [
+            # A claim exists exactly while a message is "sending".
+            models.CheckConstraint(
+                condition=(
+                    Q(status="sending", attempt_id__isnull=False, claimed_at__isnull=False)
+                    | (~Q(status="sending") & Q(attempt_id__isnull=True, claimed_at__isnull=True))
+                ),
+                name="mailing_email_claimed_while_sending",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="failed") | Q(next_attempt_at__isnull=True),
+                name="mailing_email_next_attempt_only_when_failed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject} -> {', '.join(self.recipients)} ({self.status})"
 
+    @property
+    def gave_up(self) -> bool:
+        return self.status == EmailStatus.FAILED and self.next_attempt_at is None
+
 
 class EmailAttempt(models.Model):
+    """One delivery attempt: opened when a delivery claims the message, closed with the mail
+    server's answer. One left open (succeeded unknown) is a delivery that died mid-way."""
+
     email = models.ForeignKey(EmailMessage, on_delete=models.CASCADE, related_name="attempt_log")
-    attempted_at = models.DateTimeField()
-    succeeded = models.BooleanField()
+    # Empty for attempts logged before deliveries claimed messages.
+    attempt_id = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    attempted_at = models.DateTimeField("started at")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # None: no answer recorded (still in flight, or the delivery died before recording it).
+    succeeded = models.BooleanField(null=True)
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["attempted_at"]
 
     def __str__(self) -> str:
-        return f"{self.email_id} at {self.attempted_at}: {'ok' if self.succeeded else 'failed'}"
+        outcome = {True: "ok", False: "failed", None: "no outcome"}[self.succeeded]
+        return f"{self.email_id} at {self.attempted_at}: {outcome}"
+
+
+class OutboxSweep(SingletonModel):
+    """The sweeper's last run (pk=1): the health page and ``check --deploy`` read it to say
+    when nothing has been delivering the outbox."""
+
+    finished_at = models.DateTimeField(null=True, blank=True)
+    trigger = models.CharField(max_length=16, blank=True)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    stopped_early = models.TextField(
+        blank=True, help_text="Why the run left due mail for the next one, if it did."
+    )
+
+    class Meta:
+        verbose_name = "outbox sweep"
+
+    def __str__(self) -> str:
+        return f"Outbox sweep, last finished {self.finished_at or 'never'}"
 
 
 class SmtpConfiguration(SingletonModel):
@@ -70,7 +163,9 @@ class SmtpConfiguration(SingletonModel):
     password = models.CharField(max_length=255, blank=True)
     use_tls = models.BooleanField("use STARTTLS", default=True)
     use_ssl = models.BooleanField("use SSL/TLS", default=False)
-    timeout = models.PositiveIntegerField(default=30, help_text="Seconds.")
+    timeout = models.PositiveIntegerField(
+        default=10, help_text="Seconds; a delivery never waits longer than EMAIL_TIMEOUT (10 s)."
+    )
     from_email = models.CharField(
         "from address",
         max_length=255,

@@ -1,21 +1,32 @@
-"""Writes to the email log: queue a message with the work it reports on, deliver it after
-commit, and change the SMTP configuration. A failed send never undoes the work."""
+"""Writes to the email log, which is the outbox: queue a message with the work it reports
+on (a worker is asked for it once that work commits), mark failed messages due again, send
+a test message, and change the SMTP configuration. A failed send never undoes the work."""
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from auditing.services import audit_entry_append
 from mailing.addresses import email_address_validate
-from mailing.delivery import email_send
-from mailing.models import EmailMessage, SmtpConfiguration
+from mailing.delivery import Delivery, email_deliver_now
+from mailing.models import (
+    MAX_DELIVERY_ATTEMPTS,
+    SMTP_TEST_PURPOSE,
+    EmailMessage,
+    EmailStatus,
+    SmtpConfiguration,
+)
 from mailing.rendering import email_render
-from mailing.tasks import email_deliver
+from mailing.tasks import email_deliver, email_sweep
+from mailing.wakeup import worker_wake
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +43,8 @@ def email_queue(
     subject_object: models.Model | None = None,
     attachments: Iterable[Mapping[str, str]] = (),
 ) -> EmailMessage:
-    """Log a message and deliver it once the surrounding transaction commits.
+    """Log a message in the outbox, in the caller's transaction; once that commits, ask a
+    worker to deliver it. Nothing is sent here: a worker or the sweeper delivers it.
 
     ``template`` names ``<template>.subject.txt``, ``<template>.txt`` and
     ``<template>.html``, rendered in the email language.
@@ -52,37 +64,65 @@ def email_queue(
         body_html=rendered.body_html,
         attachments=[dict(attachment) for attachment in attachments],
     )
-    # robust: a delivery fault must never surface as a failure of the committed work.
-    transaction.on_commit(lambda: email_deliver_or_schedule_retry(email_id=email.pk), robust=True)
+    # robust: a wake-up that fails must never surface as a failure of the committed work.
+    transaction.on_commit(lambda: worker_wake(email_deliver, email_id=email.pk), robust=True)
     return email
 
 
-def email_deliver_or_schedule_retry(*, email_id: int) -> bool:
-    """Deliver now; on failure hand the retries to the Celery task."""
-    if email_send(email_id=email_id):
-        return True
-    try:
-        email_deliver.apply_async(kwargs={"email_id": email_id}, countdown=60)
-    except Exception:  # noqa: BLE001 - a down broker must not fail the operation
-        logger.exception("Could not schedule a retry for email %s", email_id)
-    return False
+@dataclass(frozen=True)
+class RetrySchedule:
+    """What a manual retry did to the selected messages."""
+
+    due_now: int  # failed ones, due again now (those that gave up with a fresh budget)
+    queued: int  # never tried yet: already due
+    in_flight: int  # "sending": left to the delivery that holds them
+    sent: int  # never sent again
+
+    @property
+    def will_retry(self) -> int:
+        return self.due_now + self.queued
 
 
-def email_retry_now(*, email_ids: Iterable[int]) -> tuple[int, int]:
-    """One more delivery of each message not yet sent: (sent, failed). The way back for a
-    message whose automatic retries ran out, or never ran (cron without a worker)."""
-    sent = failed = 0
-    pending = EmailMessage.objects.filter(pk__in=list(email_ids)).exclude(status="sent")
-    for email_id in pending.values_list("pk", flat=True):
-        if email_send(email_id=email_id):
-            sent += 1
-        else:
-            failed += 1
-    return sent, failed
+def email_retry_schedule(*, email_ids: Iterable[int], actor: AbstractBaseUser) -> RetrySchedule:
+    """The way back for failed messages: each selected unsent one is due now (one that
+    gave up gets a fresh budget of attempts), and the sweeper is woken. Nothing is sent
+    here, so a slow server never holds the request, and a message already sent, or
+    being sent, is never sent again by this."""
+    ids = sorted(set(email_ids))
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked: a delivery finishing meanwhile cannot be overwritten, nor overwrite us.
+        rows = EmailMessage.objects.filter(pk__in=ids).select_for_update().order_by("pk")
+        statuses = dict(rows.values_list("pk", "status"))
+        counts = Counter(statuses.values())
+        failed = EmailMessage.objects.filter(pk__in=ids, status=EmailStatus.FAILED)
+        gave_up = list(failed.filter(next_attempt_at__isnull=True).values_list("pk", flat=True))
+        failed.filter(pk__in=gave_up).update(attempt_limit=F("attempts") + MAX_DELIVERY_ATTEMPTS)
+        due_now = failed.update(next_attempt_at=now)
+        if due_now:
+            audit_entry_append(
+                action="email.retry_requested",
+                actor=actor,
+                data={
+                    "email_ids": [pk for pk, status in statuses.items() if status == "failed"],
+                    "fresh_budget": gave_up,
+                },
+            )
+    schedule = RetrySchedule(
+        due_now=due_now,
+        queued=counts[EmailStatus.QUEUED],
+        in_flight=counts[EmailStatus.SENDING],
+        sent=counts[EmailStatus.SENT],
+    )
+    if schedule.will_retry:
+        transaction.on_commit(lambda: worker_wake(email_sweep, trigger="task"), robust=True)
+    return schedule
 
 
 def smtp_test_send(*, recipient: str, requested_by: str) -> EmailMessage:
-    """Send a test message now, through the configured server, and log it like any other.
+    """Send a test message now, through the configured server (with the short timeout),
+    and log it like any other. The one synchronous send: an administrator asked for it and
+    reads the server's answer on the page. Call it outside a transaction.
 
     Returns the logged message: its status and last_error say how the server answered.
     """
@@ -96,14 +136,16 @@ def smtp_test_send(*, recipient: str, requested_by: str) -> EmailMessage:
         },
     )
     email = EmailMessage.objects.create(
-        purpose="smtp_test",
+        purpose=SMTP_TEST_PURPOSE,
         about=f"requested by {requested_by}",
         recipients=[address],
         subject=rendered.subject,
         body_text=rendered.body_text,
         body_html=rendered.body_html,
+        attempt_limit=1,
     )
-    email_send(email_id=email.pk)
+    delivery: Delivery = email_deliver_now(email_id=email.pk)
+    logger.info("Test email %s to %s: %s", email.pk, address, delivery.outcome)
     email.refresh_from_db()
     return email
 

@@ -138,7 +138,14 @@ EMAIL_FALLBACK_BACKEND = EMAIL_BACKEND
 EMAIL_BACKEND = "mailing.backend.ConfiguredEmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="cash-office@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# The longest a delivery waits on each step of an SMTP conversation; the timeout set in
+# the admin is capped to it, so a hanging server holds one delivery seconds, not minutes.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# A message left "sending" (its delivery died: kill -9, a time limit, a lost database) is
+# sent again, with the same Message-ID, once this has passed: longer than any delivery runs.
+EMAIL_SENDING_GRACE_SECONDS = env.int("EMAIL_SENDING_GRACE_SECONDS", default=15 * 60)
+# The most messages one sweep delivers; the rest wait for the next one (every minute).
+EMAIL_SWEEP_LIMIT = env.int("EMAIL_SWEEP_LIMIT", default=200)
 
 # Celery. The database is the single source of schedules (django-celery-beat).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

@@ -7,6 +7,7 @@ from django.db import connection
 
 from mailing.models import SmtpConfiguration
 from tests.commands import CommandRun, command_run
+from tests.mailing.outbox import outbox_deliver_queued
 from tests.smtp_server import SMTP_FROM, SMTP_REPLY_TO, SmtpServer
 
 
@@ -43,12 +44,14 @@ def clock(request) -> Iterator[time_machine.Traveller]:
 
 @pytest.fixture
 def run_command(django_capture_on_commit_callbacks) -> Callable[..., CommandRun]:
-    """``command_run`` inside a test transaction: the command's on-commit work (email
-    delivery) runs too, as it would after a real commit."""
+    """``command_run`` inside a test transaction: the command's on-commit work runs too,
+    as it would after a real commit, and then a worker delivers the mail it queued."""
 
     def run(name: str, *args: str, expect_exit: int | None = 0) -> CommandRun:
         with django_capture_on_commit_callbacks(execute=True):
-            return command_run(name, *args, expect_exit=expect_exit)
+            result = command_run(name, *args, expect_exit=expect_exit)
+        outbox_deliver_queued()
+        return result
 
     return run
 

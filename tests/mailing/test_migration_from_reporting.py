@@ -83,10 +83,25 @@ def at_latest_afterwards(transactional_db) -> Iterator[None]:
     assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
 
 
+# Added after the move by mailing 0003 (the outbox); tests/mailing/test_outbox_migration.py
+# checks how they are filled in.
+OUTBOX_FIELDS = {
+    "message_id",
+    "attempt_limit",
+    "next_attempt_at",
+    "attempt_id",
+    "claimed_at",
+    "finished_at",
+}
+
+
 def values(instance: models.Model) -> dict[str, Any]:
+    """The fields the move carries (every field but the outbox's)."""
     instance.refresh_from_db()
     return {
-        field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields
+        field.attname: getattr(instance, field.attname)
+        for field in instance._meta.concrete_fields
+        if field.attname not in OUTBOX_FIELDS
     }
 
 

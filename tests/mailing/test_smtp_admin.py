@@ -15,9 +15,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from auditing.models import AuditEntry
-from mailing.models import EmailMessage, EmailStatus, SmtpConfiguration
-from mailing.tasks import email_deliver
+from mailing.models import EmailAttempt, EmailMessage, EmailStatus, SmtpConfiguration
+from mailing.selectors import outbox_status
+from tests.commands import command_run
 from tests.factories import AgentFactory, CashSessionFactory, StaffUserFactory
+from tests.mailing.outbox import outbox_deliver_queued
 from tests.smtp_server import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO, SmtpServer
 
 pytestmark = pytest.mark.django_db
@@ -76,10 +78,13 @@ def with_password(admin_client) -> SmtpConfiguration:
 
 
 @pytest.fixture
-def retries(monkeypatch) -> list[dict[str, Any]]:
-    scheduled: list[dict[str, Any]] = []
-    monkeypatch.setattr(email_deliver, "apply_async", lambda **options: scheduled.append(options))
-    return scheduled
+def wakeups(monkeypatch) -> list[tuple[str, dict[str, Any]]]:
+    """Worker wake-ups, captured instead of sent to the broker."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        "mailing.services.worker_wake", lambda task, **kwargs: sent.append((task.name, kwargs))
+    )
+    return sent
 
 
 # --- Singleton -------------------------------------------------------------------------
@@ -237,6 +242,7 @@ def test_settings_saved_in_the_admin_form_carry_an_operation_email_to_the_server
 
     with django_capture_on_commit_callbacks(execute=True):
         call_command("close_expired_sessions", stdout=StringIO(), stderr=StringIO())
+    outbox_deliver_queued()  # the worker woken on commit
 
     [received] = smtp_server.received
     logged = EmailMessage.objects.get()
@@ -275,7 +281,7 @@ def test_the_change_form_links_to_the_send_test_email_page(admin_client):
 
 
 def test_send_test_email_delivers_through_the_server_and_says_it_was_accepted(
-    admin_client, smtp_configuration, smtp_server, retries
+    admin_client, smtp_configuration, smtp_server, wakeups
 ):
     response = admin_client.post(SEND_TEST_URL, {"recipient": "ops@example.com"}, follow=True)
 
@@ -292,11 +298,12 @@ def test_send_test_email_delivers_through_the_server_and_says_it_was_accepted(
     assert logged.recipients == ["ops@example.com"]
     assert "admin" in logged.about
     assert str(received.message["Subject"]).strip() == logged.subject
-    assert retries == []
+    assert received.message["Message-ID"] == logged.message_id
+    assert wakeups == []  # sent here, not handed to a worker
 
 
 def test_send_test_email_with_the_server_down_shows_the_smtp_error(
-    admin_client, smtp_configure, smtp_server_down, retries
+    admin_client, smtp_configure, smtp_server_down, wakeups
 ):
     smtp_configure(smtp_server_down)
 
@@ -309,7 +316,10 @@ def test_send_test_email_with_the_server_down_shows_the_smtp_error(
     assert level == message_levels.ERROR
     assert logged.last_error in text
     assert "Connection refused" in response.content.decode()
-    assert retries == []  # a test is answered now, never retried later
+    # A test is answered now, never retried later, and is no backlog.
+    assert (logged.next_attempt_at, logged.gave_up) == (None, True)
+    assert wakeups == []
+    assert outbox_status().undelivered == 0
 
 
 def test_send_test_email_never_shows_the_smtp_password(
@@ -364,35 +374,84 @@ def test_a_view_only_administrator_never_sees_the_password(client, with_password
     assert PASSWORD not in page  # ...but never the password
 
 
-def test_retry_delivery_sends_failed_messages_once_and_never_resends_sent_ones(
-    admin_client, project_email_backend, smtp_server
-):
-    from mailing.delivery import email_send
-
-    admin_client.get(CHANGELIST_URL, follow=True)  # creates the singleton
-    assert_saved(save_form(admin_client, smtp_server, username=""))
-    sent = EmailMessage.objects.create(
-        purpose="smtp_test", recipients=["a@example.com"], subject="sent", body_text="x"
-    )
-    assert email_send(email_id=sent.pk) is True
-    failed = EmailMessage.objects.create(
-        purpose="smtp_test",
-        recipients=["b@example.com"],
-        subject="failed",
-        body_text="y",
-        status=EmailStatus.FAILED,
-        attempts=6,
-    )
-    already_received = len(smtp_server.received)
-
-    admin_client.post(
+def retry(admin_client, *emails: EmailMessage):
+    return admin_client.post(
         reverse("admin:mailing_emailmessage_changelist"),
-        {"action": "retry_delivery", "_selected_action": [sent.pk, failed.pk]},
+        {"action": "retry_delivery", "_selected_action": [email.pk for email in emails]},
+        follow=True,
     )
 
-    failed.refresh_from_db()
-    assert failed.status == EmailStatus.SENT
-    assert failed.attempts == 7
-    assert [mail.rcpt_tos for mail in smtp_server.received[already_received:]] == [
-        ["b@example.com"]
+
+def logged(status: EmailStatus, **fields: Any) -> EmailMessage:
+    return EmailMessage.objects.create(
+        purpose="session_expired",
+        recipients=["b@example.com"],
+        subject=f"{status} {fields}",
+        body_text="y",
+        status=status,
+        **fields,
+    )
+
+
+def test_retry_delivery_marks_failed_mail_due_and_wakes_the_sweeper_without_sending(
+    admin_client, wakeups, django_capture_on_commit_callbacks
+):
+    now = timezone.now()
+    sent = logged(EmailStatus.SENT, attempts=1, sent_at=now)
+    retrying = logged(EmailStatus.FAILED, attempts=2, next_attempt_at=now + dt.timedelta(minutes=4))
+    gave_up = logged(EmailStatus.FAILED, attempts=6)
+    queued = logged(EmailStatus.QUEUED)
+    sending = logged(
+        EmailStatus.SENDING,
+        attempts=1,
+        attempt_id="9b2f3c1e-7a3d-4c55-9a7e-2f0d8c6b1a01",
+        claimed_at=now,
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = retry(admin_client, sent, retrying, gave_up, queued, sending)
+
+    assert [text for _, text in messages_of(response)] == [
+        "3 message(s) will be retried by the sweeper within a minute.",
+        "Left as they are: 1 already sent, 1 being sent now.",
     ]
+    assert wakeups == [("mailing.email_sweep", {"trigger": "task"})]
+    for email in (sent, retrying, gave_up, queued, sending):
+        email.refresh_from_db()
+    assert retrying.next_attempt_at <= timezone.now()  # due now, not in 4 minutes
+    assert (retrying.attempts, retrying.attempt_limit) == (2, 6)
+    # A message that gave up gets a fresh budget of six attempts.
+    assert (gave_up.status, gave_up.attempts, gave_up.attempt_limit) == ("failed", 6, 12)
+    assert gave_up.next_attempt_at <= timezone.now()
+    assert (sent.status, queued.status, sending.status) == ("sent", "queued", "sending")
+    assert sending.claimed_at == now  # the delivery holding it keeps it
+    assert EmailAttempt.objects.count() == 0  # nothing was sent in the request
+    [entry] = AuditEntry.objects.filter(action="email.retry_requested")
+    assert entry.actor_name == "admin"
+    assert entry.data == {"email_ids": [retrying.pk, gave_up.pk], "fresh_budget": [gave_up.pk]}
+
+
+def test_retry_delivery_of_sent_mail_only_says_so(admin_client, wakeups):
+    sent = logged(EmailStatus.SENT, attempts=1, sent_at=timezone.now())
+
+    response = retry(admin_client, sent)
+
+    assert [text for _, text in messages_of(response)] == ["Left as they are: 1 already sent."]
+    assert wakeups == []
+    assert not AuditEntry.objects.filter(action="email.retry_requested").exists()
+
+
+def test_a_retried_message_that_gave_up_is_delivered_once_by_the_next_sweep(
+    admin_client, project_email_backend, smtp_configuration, smtp_server
+):
+    gave_up = logged(EmailStatus.FAILED, attempts=6, last_error="Connection refused")
+
+    retry(admin_client, gave_up)
+    first = command_run("deliver_pending_email")
+    second = command_run("deliver_pending_email")
+
+    assert "Outbox: 1 sent" in first.stdout
+    assert "Outbox: 0 sent" in second.stdout
+    assert [mail.rcpt_tos for mail in smtp_server.received] == [["b@example.com"]]
+    gave_up.refresh_from_db()
+    assert (gave_up.status, gave_up.attempts, gave_up.last_error) == ("sent", 7, "")

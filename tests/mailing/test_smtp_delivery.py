@@ -1,8 +1,9 @@
-"""Email through a real SMTP server (aiosmtpd): the four operations deliver what they log,
-with the admin's from and reply-to addresses, and survive a server that is down.
+"""Email through a real SMTP server (aiosmtpd): the four operations queue what they log,
+a worker or the sweeper delivers it with the admin's from and reply-to addresses and the
+message's own Message-ID, and a server that is down costs a retry, never the work.
 
-These tests commit for real (transaction=True): delivery runs on commit, inside the
-operation, exactly as in production, so the commands' "sent" counts are the server's word.
+These tests commit for real (transaction=True): the operation only queues its mail (its
+summary says "queued"), then a delivery sends it, as a worker woken on commit would.
 """
 
 import csv
@@ -21,10 +22,9 @@ from django.utils import timezone
 
 from auditing.models import AuditEntry
 from auditing.services import audit_entry_append
-from mailing.delivery import email_send
+from mailing.delivery import DeliveryOutcome, email_deliver_now
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus
 from mailing.services import smtp_test_send
-from mailing.tasks import email_deliver
 from payments.models import CashSession, CommissionStatus, SessionStatus, TransactionStatus
 from reporting.figures import LINE_AMOUNTS
 from reporting.models import CommissionReport
@@ -36,6 +36,7 @@ from tests.factories import (
     CashTransactionFactory,
     StaffUserFactory,
 )
+from tests.mailing.outbox import outbox_deliver_queued
 from tests.smtp_server import SMTP_FROM, SMTP_FROM_ADDRESS, SMTP_REPLY_TO, ReceivedMail, SmtpServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,6 +93,7 @@ def assert_delivered_as_logged(received: ReceivedMail, logged: EmailMessage) -> 
     assert str(message["From"]) == SMTP_FROM
     assert message["From"].addresses[0].addr_spec == SMTP_FROM_ADDRESS
     assert str(message["Reply-To"]) == SMTP_REPLY_TO
+    assert message["Message-ID"] == logged.message_id
     # Django folds an encoded subject onto a continuation line; readers drop the indent.
     assert str(message["Subject"]).strip() == logged.subject
     if logged.attachments:
@@ -130,12 +132,13 @@ def attachment_rows(message) -> tuple[str, list[list[str]]]:
     return attachment.get_filename(), list(csv.reader(io.StringIO(content)))
 
 
-@pytest.fixture
-def retries(monkeypatch) -> list[dict[str, Any]]:
-    """Retries handed to the Celery task, captured instead of sent to the broker."""
-    scheduled: list[dict[str, Any]] = []
-    monkeypatch.setattr(email_deliver, "apply_async", lambda **options: scheduled.append(options))
-    return scheduled
+QUEUED_ONLY = {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
+
+
+def deliver_pending(*, at: dt.datetime) -> CommandRun:
+    """The cron sweeper, run at ``at``."""
+    with time_machine.travel(at, tick=False):
+        return command_run("deliver_pending_email", expect_exit=None)
 
 
 @pytest.fixture
@@ -219,7 +222,10 @@ def test_close_expired_sessions_emails_the_agent_through_the_configured_server(
     summary = run("close_expired_sessions")
 
     assert summary["closed"] == 1
-    assert summary["emails"] == {"sent": 1, "failed": 0, "queued": 0}
+    assert summary["emails"] == QUEUED_ONLY  # said when it printed: no SMTP in the run
+    assert smtp_server.received == []
+    [delivered] = outbox_deliver_queued()
+    assert delivered.outcome == DeliveryOutcome.SENT
     logged = EmailMessage.objects.get()
     assert logged.recipients == ["rova@agents.example.com"]
     assert expired_session.number in logged.subject
@@ -235,7 +241,8 @@ def test_commission_report_arrives_with_a_csv_matching_the_agents_figures(
 ):
     summary = generate_october_report("--email", "someone@example.com")
 
-    assert summary["emails"] == {"sent": 1, "failed": 0, "queued": 0}
+    assert summary["emails"] == QUEUED_ONLY
+    outbox_deliver_queued()
     report = CommissionReport.objects.get()
     logged = EmailMessage.objects.get(purpose="commission_report")
     assert "2026" in logged.subject
@@ -264,7 +271,8 @@ def test_tampering_alert_reaches_the_given_address_and_the_command_exits_3(
 
     assert error.exit_code == 3
     assert summary["status"] == "tampering"
-    assert summary["emails"] == {"sent": 1, "failed": 0, "queued": 0}
+    assert summary["emails"] == QUEUED_ONLY
+    outbox_deliver_queued()
     logged = EmailMessage.objects.get(purpose="tampering_alert")
     [received] = smtp_server.received
     assert received.rcpt_tos == ["sec@example.com"]
@@ -289,7 +297,8 @@ def test_reconciliation_reminder_emails_the_agent_and_the_admin_summary(
 
     summary = run("reconciliation_reminder", "--email-admins")
 
-    assert summary["emails"] == {"sent": 2, "failed": 0, "queued": 0}
+    assert summary["emails"] == {"queued": 2, "sending": 0, "sent": 0, "failed": 0}
+    outbox_deliver_queued()
     assert len(smtp_server.received) == 2
     for address, purpose in (
         ("tiana@agents.example.com", "reconciliation_reminder"),
@@ -304,7 +313,7 @@ def test_reconciliation_reminder_emails_the_agent_and_the_admin_summary(
         assert_sent_once(logged)
 
 
-# --- Server down: the work stands, the email is retried once it is back ----------------
+# --- Server down: the work stands, the sweeper delivers once it is back ---------------
 
 
 def assert_failed_once_refused(logged: EmailMessage) -> None:
@@ -312,6 +321,9 @@ def assert_failed_once_refused(logged: EmailMessage) -> None:
     assert logged.status == EmailStatus.FAILED
     assert logged.attempts == 1
     assert logged.sent_at is None
+    # Two minutes after the failure was recorded.
+    finished = logged.attempt_log.get().finished_at
+    assert logged.next_attempt_at == finished + dt.timedelta(minutes=2)
     assert "Connection refused" in logged.last_error
     assert list(logged.attempt_log.values_list("succeeded", "error")) == [
         (False, logged.last_error)
@@ -323,18 +335,20 @@ def assert_delivered_on_retry(logged: EmailMessage) -> None:
     assert logged.status == EmailStatus.SENT
     assert logged.attempts == 2
     assert logged.last_error == ""
+    assert logged.next_attempt_at is None
     assert list(logged.attempt_log.values_list("succeeded", flat=True)) == [False, True]
 
 
-def test_server_down_session_still_closes_and_the_retry_delivers_exactly_once(
-    smtp_configure, smtp_server_down, expired_session, retries
+def test_server_down_session_still_closes_and_the_sweeper_delivers_exactly_once(
+    smtp_configure, smtp_server_down, expired_session
 ):
     smtp_configure(smtp_server_down)
 
     summary = run("close_expired_sessions")
+    [tried] = outbox_deliver_queued()  # the worker woken on commit: refused
 
     assert summary["closed"] == 1
-    assert summary["emails"] == {"sent": 0, "failed": 1, "queued": 0}
+    assert tried.outcome == DeliveryOutcome.FAILED
     expired_session.refresh_from_db()
     assert expired_session.status == SessionStatus.CLOSED
     assert AuditEntry.objects.filter(
@@ -342,42 +356,46 @@ def test_server_down_session_still_closes_and_the_retry_delivers_exactly_once(
     ).exists()
     logged = EmailMessage.objects.get()
     assert_failed_once_refused(logged)
-    assert retries == [{"kwargs": {"email_id": logged.pk}, "countdown": 60}]
 
     smtp_server_down.start()
-    result = email_deliver.apply(kwargs={"email_id": logged.pk})
+    early = deliver_pending(at=logged.next_attempt_at - dt.timedelta(seconds=5))
+    assert smtp_server_down.received == []
+    assert "0 sent" in early.stdout and early.exit_code == 0
 
-    assert result.get() == {"email_id": logged.pk, "status": "sent"}
+    swept = deliver_pending(at=logged.next_attempt_at)
+
+    assert swept.exit_code == 0, swept
+    assert "Outbox: 1 sent" in swept.stdout
     [received] = smtp_server_down.received
     assert_delivered_as_logged(received, logged)
     assert_delivered_on_retry(logged)
 
-    # A duplicate retry (the task delivered twice by the broker) finds it sent.
-    assert email_deliver.apply(kwargs={"email_id": logged.pk}).get()["status"] == "sent"
-    assert email_send(email_id=logged.pk) is True
+    # Another sweep, or a worker handed the same message again, finds it sent.
+    deliver_pending(at=logged.next_attempt_at or timezone.now())
+    assert email_deliver_now(email_id=logged.pk).outcome == DeliveryOutcome.NOT_DUE
     assert len(smtp_server_down.received) == 1
     assert_delivered_on_retry(logged)
 
 
 def test_server_down_report_is_still_stored_and_delivered_once_the_server_is_back(
-    smtp_configure, smtp_server_down, october_takings, retries
+    smtp_configure, smtp_server_down, october_takings
 ):
     smtp_configure(smtp_server_down)
 
     summary = generate_october_report("--email", "someone@example.com")
+    with time_machine.travel(REPORT_DAY, tick=False):
+        outbox_deliver_queued()
 
     assert summary["status"] == "ok"
-    assert summary["emails"] == {"sent": 0, "failed": 1, "queued": 0}
     report = CommissionReport.objects.get()
     assert report.lines.count() == len(OCTOBER_ROWS)
     assert summary["report_id"] == report.pk
     logged = EmailMessage.objects.get()
     assert_failed_once_refused(logged)
-    assert retries == [{"kwargs": {"email_id": logged.pk}, "countdown": 60}]
 
     smtp_server_down.start()
-    assert email_send(email_id=logged.pk) is True
-    assert email_send(email_id=logged.pk) is True
+    assert deliver_pending(at=REPORT_DAY + dt.timedelta(minutes=2)).exit_code == 0
+    assert deliver_pending(at=REPORT_DAY + dt.timedelta(minutes=3)).exit_code == 0
 
     [received] = smtp_server_down.received
     assert received.rcpt_tos == ["someone@example.com"]
@@ -387,18 +405,24 @@ def test_server_down_report_is_still_stored_and_delivered_once_the_server_is_bac
     assert_delivered_on_retry(logged)
 
 
-def test_a_retry_while_the_server_is_still_down_records_a_second_failure(
-    smtp_configure, smtp_server_down, expired_session, retries
+def test_a_sweep_while_the_server_is_still_down_records_a_second_failure_and_exits_1(
+    smtp_configure, smtp_server_down, expired_session
 ):
     smtp_configure(smtp_server_down)
     run("close_expired_sessions")
+    outbox_deliver_queued()
     logged = EmailMessage.objects.get()
+    logged.refresh_from_db()
 
-    assert email_send(email_id=logged.pk) is False
+    swept = deliver_pending(at=logged.next_attempt_at)
 
+    assert swept.exit_code == 1
+    assert f"email #{logged.pk}: attempt 2 failed: ConnectionRefusedError" in swept.stdout
     logged.refresh_from_db()
     assert logged.status == EmailStatus.FAILED
     assert logged.attempts == 2
+    finished = logged.attempt_log.order_by("attempted_at").last().finished_at
+    assert logged.next_attempt_at == finished + dt.timedelta(minutes=4)
     assert list(logged.attempt_log.values_list("succeeded", flat=True)) == [False, False]
     assert smtp_server_down.received == []
 
