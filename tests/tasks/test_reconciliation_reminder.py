@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 
+import payments.services
 from auditing.models import AuditEntry
 from auditing.verification import chain_verify
 from mailing.models import EmailMessage
@@ -1223,3 +1224,46 @@ def terminate_backends(application_name: str) -> None:
             assert cursor.fetchall() == [(True,)]
     finally:
         connection.close()
+
+
+def test_one_agents_failed_reminder_fails_the_run_loudly_and_the_next_run_reminds_them(
+    network, clock, run_command, monkeypatch
+):
+    hery = network["hery"]
+    real_notify = payments.services.agent_notification_send
+
+    def fail_for_hery(**arguments):
+        # Inside the reminder's transaction, after its rows and audit entry were written.
+        if arguments["agent"].pk == hery.pk:
+            raise RuntimeError("template exploded")
+        return real_notify(**arguments)
+
+    monkeypatch.setattr(payments.services, "agent_notification_send", fail_for_hery)
+
+    run = run_command(COMMAND, expect_exit=1)
+
+    assert f"{hery.code} Hery Rakoto  -> FAILED: RuntimeError: template exploded" in run.stdout
+    assert (
+        run.stdout.rstrip()
+        .splitlines()[-1]
+        .startswith(
+            "Reminded 2 agents of 3 sessions (1 agent in-app only), "
+            "0 sessions already reminded today, 1 agent FAILED (2 sessions not reminded); "
+        )
+    )
+    assert "1 reminder(s) could not be sent; see the output." in run.stderr
+    # The others went out; Hery's reminder rolled back whole: no rows, no audit entry.
+    assert network["counted_short"].number not in reminded_on()
+    assert not ReconciliationReminder.objects.filter(agent=hery).exists()
+    assert not Notification.objects.filter(agent=hery).exists()
+    audited = AuditEntry.objects.filter(action="reconciliation.reminded")
+    assert hery.code not in [entry.data["agent"] for entry in audited]
+    assert len(queued_mail()) == 1
+
+    monkeypatch.undo()
+    clock.move_to(at(TODAY, 9))
+    summary = json.loads(run_command(COMMAND, "--json").stdout)
+
+    assert (summary["sessions_reminded"], summary["sessions_already_reminded"]) == (2, 3)
+    assert all(days == [TODAY] for days in reminded_on().values())
+    assert len(reminded_on()) == 5
