@@ -1,4 +1,5 @@
-"""The one registry of the four operations' schedules, and its sync into django-celery-beat.
+"""The one registry of beat's schedules (the four operations and the outbox's sweeper),
+and its sync into django-celery-beat.
 
 The database is the single source beat reads (DatabaseScheduler); administrators edit the
 rows in the admin. A sync creates missing rows and otherwise leaves them alone, unless
@@ -78,6 +79,20 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         kwargs={"trigger": "beat"},
         expire_seconds=7 * 24 * HOUR,
         overdue_grace_seconds=HOUR,
+    ),
+    # Not an operation: the outbox's sweeper (mailing.tasks). Its health is the outbox's
+    # (mailing.selectors.outbox_status: the last sweep, the backlog), not a run record.
+    ScheduleSpec(
+        name="email_sweep",
+        task="mailing.email_sweep",
+        description=(
+            "Every minute: deliver due mail (queued mail no worker took, retries of failed "
+            "mail, deliveries that died)."
+        ),
+        minute="*",
+        hour="*",
+        kwargs={"trigger": "beat"},
+        expire_seconds=50,
     ),
 )
 

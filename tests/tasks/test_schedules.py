@@ -71,6 +71,12 @@ EXPECTED = {
         period_seconds=28 * DAY,
     ),
 }
+# The outbox's sweeper: beat's fifth row, every minute, not an operation.
+SWEEP = "email_sweep"
+EXPECTED_ROWS = {
+    **EXPECTED,
+    SWEEP: Expected("mailing.email_sweep", "*", "*", "*", {"trigger": "beat"}, period_seconds=60),
+}
 
 
 def local(*args: int) -> dt.datetime:
@@ -97,7 +103,7 @@ def crontabs_snapshot() -> list[dict[str, Any]]:
 
 
 def assert_default_row(name: str) -> None:
-    expected = EXPECTED[name]
+    expected = EXPECTED_ROWS[name]
     row = PeriodicTask.objects.select_related("crontab").get(name=name)
     crontab = row.crontab
     assert row.task == expected.task
@@ -128,16 +134,23 @@ def test_the_time_zone_schedules_are_read_in_is_antananarivo():
 def test_sync_creates_the_four_schedules_with_the_guides_crontabs_in_local_time():
     sync_at(local(2026, 11, 27, 12, 0))
 
-    assert set(PeriodicTask.objects.values_list("name", flat=True)) == set(EXPECTED)
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) == set(EXPECTED) | {SWEEP}
     for name in EXPECTED:
         assert_default_row(name)
+
+
+def test_sync_adds_the_email_sweeper_every_minute_expiring_before_the_next():
+    sync_at(local(2026, 11, 27, 12, 0))
+
+    assert_default_row(SWEEP)
+    assert PeriodicTask.objects.get(name=SWEEP).expire_seconds < 60
 
 
 def test_every_schedule_expires_its_message_before_the_next_run_is_sent():
     sync_at(local(2026, 11, 27, 12, 0))
 
     for row in PeriodicTask.objects.all():
-        assert 0 < row.expire_seconds < EXPECTED[row.name].period_seconds, row.name
+        assert 0 < row.expire_seconds < EXPECTED_ROWS[row.name].period_seconds, row.name
 
 
 def test_every_schedule_names_a_registered_task_that_accepts_its_arguments():
@@ -159,7 +172,7 @@ def test_a_second_sync_changes_no_row_crontab_or_change_marker():
     assert rows_snapshot() == rows
     assert crontabs_snapshot() == crontabs
     assert PeriodicTasks.last_change() == marker
-    assert "Schedules: 0 created, 0 reset, 4 kept." in output
+    assert "Schedules: 0 created, 0 reset, 5 kept." in output
 
 
 def test_the_first_sync_tells_a_running_beat_to_reload():
@@ -211,7 +224,7 @@ def test_a_sync_keeps_what_an_administrator_edited():
         "trigger": "beat",
     }
     assert PeriodicTasks.last_change() == marker
-    assert "Schedules: 0 created, 0 reset, 4 kept." in output
+    assert "Schedules: 0 created, 0 reset, 5 kept." in output
 
 
 def test_a_row_from_before_beat_passed_its_trigger_gets_it_and_keeps_every_edit():
@@ -228,7 +241,7 @@ def test_a_row_from_before_beat_passed_its_trigger_gets_it_and_keeps_every_edit(
     assert json.loads(closing.kwargs) == {"force": True, "trigger": "beat"}
     assert closing.priority == 5
     assert "close_expired_sessions       kept, now passes trigger=beat" in output
-    assert "Schedules: 0 created, 0 reset, 4 kept." in output
+    assert "Schedules: 0 created, 0 reset, 5 kept." in output
     assert PeriodicTasks.last_change() != marker  # a running beat reloads the new kwargs
 
 
@@ -240,12 +253,12 @@ def test_reset_restores_the_defaults_and_tells_a_running_beat():
 
     output = sync_at(local(2026, 11, 28, 12, 0), "--reset")
 
-    for name in EXPECTED:
+    for name in EXPECTED_ROWS:
         assert_default_row(name)
     assert PeriodicTasks.last_change() == local(2026, 11, 28, 12, 0)
     # The admin's 03:30 crontab stays (it is theirs); the default one is reused, not copied.
     assert CrontabSchedule.objects.count() == crontab_count
-    assert "Schedules: 0 created, 4 reset, 0 kept." in output
+    assert "Schedules: 0 created, 5 reset, 0 kept." in output
 
 
 def test_repeated_syncs_and_resets_never_add_a_crontab():
@@ -257,7 +270,9 @@ def test_repeated_syncs_and_resets_never_add_a_crontab():
     sync_at(local(2026, 11, 27, 15, 0), "--reset")
 
     assert crontabs_snapshot() == crontabs
-    assert len(crontabs) == len({(e.minute, e.hour, e.day_of_month) for e in EXPECTED.values()})
+    assert len(crontabs) == len(
+        {(e.minute, e.hour, e.day_of_month) for e in EXPECTED_ROWS.values()}
+    )
 
 
 def test_schedules_sharing_a_crontab_share_one_row(monkeypatch):
@@ -319,7 +334,7 @@ def test_sync_and_reset_never_touch_rows_they_do_not_own():
         )
         == foreign
     )
-    assert PeriodicTask.objects.count() == len(EXPECTED) + 2
+    assert PeriodicTask.objects.count() == len(EXPECTED_ROWS) + 2
 
 
 def test_settings_leave_beat_schedules_to_the_database():
@@ -334,15 +349,15 @@ def test_command_output_names_each_schedule_and_what_happened():
     kept = sync_at(local(2026, 11, 27, 13, 0))
     reset = sync_at(local(2026, 11, 27, 14, 0), "--reset")
 
-    for name, expected in EXPECTED.items():
+    for name, expected in EXPECTED_ROWS.items():
         cron = f"{expected.minute} {expected.hour} {expected.day_of_month} * *"
         for output, verb in ((created, "created"), (kept, "kept as is"), (reset, "reset")):
             line = next(line for line in output.splitlines() if name in line)
             assert verb in line
             assert f"(default cron: {cron})" in line
-    assert created.splitlines()[-1] == "Schedules: 4 created, 0 reset, 0 kept."
-    assert kept.splitlines()[-1] == "Schedules: 0 created, 0 reset, 4 kept."
-    assert reset.splitlines()[-1] == "Schedules: 0 created, 4 reset, 0 kept."
+    assert created.splitlines()[-1] == "Schedules: 5 created, 0 reset, 0 kept."
+    assert kept.splitlines()[-1] == "Schedules: 0 created, 0 reset, 5 kept."
+    assert reset.splitlines()[-1] == "Schedules: 0 created, 5 reset, 0 kept."
 
 
 def test_help_explains_reset():
@@ -433,10 +448,11 @@ def test_beat_holds_every_job_that_is_due_within_two_hours_at_every_hour_of_the_
                 if any(now <= t <= now + dt.timedelta(hours=2) for t in times)
             }
             assert due_soon <= set(loaded), (now, due_soon - set(loaded))
-            assert set(loaded) <= set(EXPECTED)
+            assert SWEEP in loaded  # every minute: always loaded
+            assert set(loaded) <= set(EXPECTED_ROWS)
             seen |= set(loaded)
 
-    assert seen == set(EXPECTED)
+    assert seen == set(EXPECTED_ROWS)
 
 
 def test_beat_entries_carry_the_task_arguments_expiry_and_local_crontab(schedulers):
@@ -445,7 +461,7 @@ def test_beat_entries_carry_the_task_arguments_expiry_and_local_crontab(schedule
 
     for row in PeriodicTask.objects.all():
         entry = scheduler.Entry(row, app=project.celery.app)
-        expected = EXPECTED[row.name]
+        expected = EXPECTED_ROWS[row.name]
         assert entry.task == expected.task
         assert entry.kwargs == expected.kwargs
         assert entry.options["expires"] == row.expire_seconds
@@ -476,6 +492,7 @@ def test_each_crontab_fires_once_per_local_day_at_its_hour_across_a_month_end(sc
         assert fired[name] == wanted, name
     assert fired["generate_commission_report"] == [local(2026, 12, 1, 9, 0)]
     assert len(fired["close_expired_sessions"]) == 24 * 5
+    assert len(fired[SWEEP]) == 24 * 60 * 5  # every minute, never skipped nor doubled
 
 
 def test_a_running_beat_sends_each_job_once_at_its_local_time_across_the_month_end(
@@ -495,13 +512,16 @@ def test_a_running_beat_sends_each_job_once_at_its_local_time_across_the_month_e
     ours = [
         (name, at.replace(second=0), kwargs, expires) for name, at, kwargs, expires in beat.sent
     ]
-    ours = [row for row in ours if row[0] in EXPECTED]
+    ours = [row for row in ours if row[0] in EXPECTED_ROWS]
     by_name = defaultdict(list)
     for name, at, kwargs, expires in ours:
         by_name[name].append(at)
-        assert kwargs == EXPECTED[name].kwargs
+        assert kwargs == EXPECTED_ROWS[name].kwargs
         assert expires == PeriodicTask.objects.get(name=name).expire_seconds
     assert by_name["close_expired_sessions"] == [local(2026, 12, 1, h, 0) for h in range(10)]
     assert by_name["verify_audit_trail"] == [local(2026, 12, 1, 2, 0)]
     assert by_name["reconciliation_reminder"] == [local(2026, 12, 1, 8, 0)]
     assert by_name["generate_commission_report"] == [local(2026, 12, 1, 9, 0)]
+    # The sweeper every minute, from the first minute after beat started.
+    minutes = int((end - start).total_seconds() // 60)
+    assert len(by_name[SWEEP]) == len(set(by_name[SWEEP])) >= minutes - 1
