@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from payments.money import format_money
 from tasks.operations.close_expired_sessions import SKIP_REASON, Result, SessionAction, SessionRow
+from tasks.rendering.emails import email_outcomes_text
 
 ACTION_LABELS = {
     SessionAction.CLOSED: "closed",
@@ -37,10 +38,7 @@ def expired_sessions_render(result: Result, *, out: OutputWrapper, style: Style)
         totals += f", {result.already_handled} busy in another process (next run retries)"
     out.write((style.ERROR if result.failed else style.SUCCESS)(totals))
     if result.emails.any():
-        out.write(
-            f"Emails to agents: {result.emails.sent} sent, {result.emails.failed} failed "
-            f"(will be retried), {result.emails.queued} queued"
-        )
+        out.write(f"Emails to agents: {email_outcomes_text(result.emails)}")
 
 
 def _session_line(row: SessionRow, *, currency: str) -> str:

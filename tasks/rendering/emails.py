@@ -10,10 +10,13 @@ from mailing.selectors import EmailOutcomes
 
 
 def email_outcomes_text(outcomes: EmailOutcomes) -> str:
-    """``queued (2), sent (1), failed, will be retried by the sweeper (1)``; ``none``."""
+    """``queued (2), sending (1), sent (1), failed, will be retried by the sweeper (1)``;
+    ``none``."""
     parts = []
     if outcomes.queued:
         parts.append(f"queued ({outcomes.queued})")
+    if outcomes.sending:
+        parts.append(f"sending ({outcomes.sending})")
     if outcomes.sent:
         parts.append(f"sent ({outcomes.sent})")
     if outcomes.failed:

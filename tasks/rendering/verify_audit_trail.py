@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from auditing.verification import ViolationKind
 from tasks.operations.verify_audit_trail import Result
+from tasks.rendering.emails import email_outcomes_text
 from tasks.results import OperationStatus
 
 KIND_LABELS = {
@@ -71,10 +72,8 @@ def _alert_render(result: Result, *, out: OutputWrapper, err: OutputWrapper, sty
             )
         )
         return
-    to = ", ".join(alert.recipients)
-    if result.emails.sent:
-        out.write(f"Alert sent to {to}.")
-    elif result.emails.failed:
-        err.write(style.WARNING(f"Alert to {to} could not be sent yet; it will be retried."))
+    line = f"Alert to {', '.join(alert.recipients)}: {email_outcomes_text(result.emails)}."
+    if result.emails.failed:
+        err.write(style.WARNING(line))
     else:
-        out.write(f"Alert to {to} queued.")
+        out.write(line)

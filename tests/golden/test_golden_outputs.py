@@ -31,6 +31,12 @@ Normalisations, only for values that depend on the machine's speed:
   "Time taken: <normalised> s".
 - ``normalise_duration_ms``: the ``duration_ms`` field of verify_audit_trail's JSON summary
   becomes "<normalised>".
+- ``normalise_header``: each email's Message-ID (unique per message) becomes "<normalised>".
+
+Mail leaves through the outbox: a run only queues it and wakes a worker on commit. After
+each run the harness delivers the queued mail as that worker would
+(``tests.mailing.outbox``), so ``emails`` holds what the run's mail looks like delivered,
+while the run's own output says it was queued.
 """
 
 import datetime as dt
@@ -74,6 +80,7 @@ from tests.auditing.tampering import (
     set_column,
 )
 from tests.factories import AgentFactory, StaffUserFactory, UserFactory
+from tests.mailing.outbox import outbox_deliver_queued
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -176,6 +183,11 @@ def normalise_time_taken(text: str) -> str:
     return re.sub(
         r"^Time taken: \d+\.\d{2} s$", f"Time taken: {NORMALISED} s", text, flags=re.MULTILINE
     )
+
+
+def normalise_header(name: str, value: str) -> str:
+    # Made once per message from the clock, the process id and a random number.
+    return NORMALISED if name.lower() == "message-id" else value
 
 
 def normalise_duration_ms(summary: dict[str, Any]) -> dict[str, Any]:
@@ -295,7 +307,10 @@ def render_emails(messages: list) -> str:
             f"Cc: {_addresses(message.cc)}\n",
             f"Bcc: {_addresses(message.bcc)}\n",
             f"Reply-To: {_addresses(message.reply_to)}\n",
-            *(f"{name}: {value}\n" for name, value in sorted(message.extra_headers.items())),
+            *(
+                f"{name}: {normalise_header(name, value)}\n"
+                for name, value in sorted(message.extra_headers.items())
+            ),
             f"----- body (text/{message.content_subtype}) -----\n",
             _verbatim(message.body),
         ]
@@ -379,6 +394,8 @@ def run_case(
         args = (*args, "--json")
     since = mark()
     run = call(command, *args, when=when)
+    with time_machine.travel(when, tick=False):
+        outbox_deliver_queued()  # what the workers woken by the run's commits deliver
     with golden.together():
         check_output(golden, run, prefix=prefix)
         check_side_effects(golden, since, prefix=prefix)

@@ -40,6 +40,7 @@ from tests.factories import (
     CashTransactionFactory,
     CommissionFactory,
 )
+from tests.mailing.outbox import outbox_deliver_queued
 
 LOCAL = ZoneInfo("Indian/Antananarivo")
 # 12:00 UTC. A session opened 13 h earlier opened at 02:00 local, still 23:00 UTC the day before.
@@ -421,9 +422,9 @@ def test_output_has_one_line_per_session_and_a_summary_line(clock):
         f"  {closable.number}  AG-A Hery Rabe  opened 2026-03-10 02:00  0 transaction(s)  "
         "expected 10,000.00 MGA  -> closed",
         f"Closed 1, skipped 1 {SUMMARY_SKIP}, failed 0",
-        # The test transaction never commits, so both emails are still queued: the output
-        # says "sent" only once the mail server accepted.
-        "Emails to agents: 0 sent, 0 failed (will be retried), 2 queued",
+        # A run only queues its mail (a worker or the sweeper sends it): the output says
+        # "sent" only once the mail server accepted.
+        "Emails to agents: queued (2)",
     ]
 
 
@@ -464,7 +465,7 @@ def test_json_output_parses_and_matches_what_was_done(clock):
         "skipped": 1,
         "already_handled": 0,
         "failed": 0,
-        "emails": {"queued": 2, "sent": 0, "failed": 0},
+        "emails": {"queued": 2, "sending": 0, "sent": 0, "failed": 0},
     }
     assert rows == {
         closable.number: {
@@ -548,47 +549,56 @@ def test_an_unknown_option_on_the_command_line_prints_one_line_and_exits_2():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_summary_counts_an_email_as_sent_once_the_server_accepted_it(mailoutbox):
+def test_the_run_only_queues_its_email_and_a_worker_sends_it_after(mailoutbox, monkeypatch):
     session = CashSessionFactory(opened_at=timezone.now() - 13 * HOUR)
+    wakeups = []
+    monkeypatch.setattr(
+        "mailing.services.worker_wake", lambda task, **kwargs: wakeups.append(kwargs)
+    )
     out = StringIO()
 
     call_command(COMMAND, stdout=out)
-    output = out.getvalue()
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
+    [email] = EmailMessage.objects.all()
+    assert "Emails to agents: queued (1)" in out.getvalue()
+    assert mailoutbox == []  # no SMTP inside the run, nor under its lock
+    assert wakeups == [{"email_id": email.pk}]  # asked once the closure committed
+
+    outbox_deliver_queued()
+
     assert len(mailoutbox) == 1
-    assert "Emails to agents: 1 sent, 0 failed (will be retried), 0 queued" in output
+    assert EmailMessage.objects.get().status == EmailStatus.SENT
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_mail_server_failure_keeps_the_closure_and_schedules_a_retry(mailoutbox, monkeypatch):
+def test_a_mail_server_failure_keeps_the_closure_and_leaves_the_retry_to_the_sweeper(
+    mailoutbox, monkeypatch
+):
     import smtplib
 
-    from mailing.tasks import email_deliver
-
     session = CashSessionFactory(opened_at=timezone.now() - 13 * HOUR)
-    retries = []
 
     def server_gone(self, messages):
         raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
 
     monkeypatch.setattr(EmailBackend, "send_messages", server_gone)
-    monkeypatch.setattr(email_deliver, "apply_async", lambda **kw: retries.append(kw))
     out = StringIO()
 
     call_command(COMMAND, stdout=out)
-    output = out.getvalue()
+    outbox_deliver_queued()
 
     session.refresh_from_db()
     assert session.status == SessionStatus.CLOSED
     assert AuditEntry.objects.filter(action="session.auto_closed").count() == 1
     [email] = EmailMessage.objects.all()
     assert email.status == EmailStatus.FAILED
-    assert retries == [{"kwargs": {"email_id": email.pk}, "countdown": 60}]
+    assert email.next_attempt_at is not None  # the sweeper's to retry
     assert mailoutbox == []
+    output = out.getvalue()
     assert f"Closed 1, skipped 0 {SUMMARY_SKIP}, failed 0" in output
-    assert "Emails to agents: 0 sent, 1 failed (will be retried), 0 queued" in output
+    assert "Emails to agents: queued (1)" in output
 
 
 def test_a_failing_expiry_notice_is_reported_and_the_other_sessions_still_close(

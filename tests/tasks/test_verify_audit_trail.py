@@ -8,13 +8,14 @@ import os
 import smtplib
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import pytest
 import time_machine
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
-from django.core.management import load_command_class
+from django.core.management import CommandError, call_command, load_command_class
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -22,6 +23,7 @@ from django.utils import timezone
 from auditing.hashing import compute_entry_hash
 from auditing.models import AuditEntry, VerificationRun
 from auditing.services import audit_entry_append
+from mailing.delivery import email_deliver_now
 from mailing.models import EmailMessage, EmailStatus
 from mailing.rendering import email_render
 from mailing.selectors import EmailOutcomes
@@ -45,6 +47,7 @@ from tests.auditing.tampering import (
     swap_entries,
 )
 from tests.factories import StaffUserFactory, UserFactory
+from tests.mailing.outbox import outbox_deliver_queued
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMMAND = "verify_audit_trail"
@@ -777,7 +780,7 @@ def test_the_result_is_typed_and_its_json_has_the_summarys_keys(tampered):
     }  # fmt: skip
     assert summary["ran_at"] == "2026-05-20T10:00:00+03:00"
     assert summary["message"] == "Tampering detected: 1 issue in the audit trail."
-    assert summary["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    assert summary["emails"] == {"queued": 0, "sending": 0, "sent": 0, "failed": 0}
     # The rows are the ones stored with the run.
     assert summary["violations"] == VerificationRun.objects.get().violations
     assert set(summary["violations"][0]) == {
@@ -833,7 +836,7 @@ class RefusingBackend(BaseEmailBackend):
         raise smtplib.SMTPServerDisconnected("the mail server is down")
 
 
-# --- Committed for real: "sent" is said only after the mail server accepted ---------------
+# --- Committed for real: the run queues the alert; "sent" only once the server accepted ---
 
 
 def tamper_and_commit() -> None:
@@ -844,52 +847,67 @@ def tamper_and_commit() -> None:
         cursor.execute(f"ALTER TABLE auditing_auditentry ENABLE TRIGGER {APPEND_ONLY_TRIGGER}")
 
 
+@pytest.fixture
+def instant_worker(monkeypatch):
+    """A worker that delivers each message the moment its wake-up is sent, before the run
+    prints: the fastest a real one can be."""
+    monkeypatch.setattr(
+        "mailing.services.worker_wake", lambda task, **kwargs: email_deliver_now(**kwargs)
+    )
+
+
 @pytest.mark.django_db(transaction=True)
-def test_alert_is_reported_sent_once_the_mail_server_accepted_it(mailoutbox, run_command):
+def test_the_alert_is_reported_queued_and_a_worker_sends_it_after_the_run(mailoutbox, run_command):
     append_daily(3)
     StaffUserFactory(email="admin@example.com")
     tamper_and_commit()
 
     result = run_command(COMMAND, "--alert-on-tampering", expect_exit=3)
 
-    assert "Alert sent to admin@example.com." in result.stdout
+    assert "Alert to admin@example.com: queued (1)." in result.stdout
     assert [message.to for message in mailoutbox] == [["admin@example.com"]]
     assert EmailMessage.objects.get().status == EmailStatus.SENT
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_alert_email_keeps_the_run_and_is_reported_as_not_sent(
-    monkeypatch, mailoutbox, run_command
-):
+def test_an_alert_a_worker_sent_before_the_run_printed_is_reported_sent(mailoutbox, instant_worker):
     append_daily(3)
+    StaffUserFactory(email="admin@example.com")
     tamper_and_commit()
-    retries = []
-    monkeypatch.setattr(
-        "mailing.tasks.email_deliver.apply_async", lambda **kwargs: retries.append(kwargs)
-    )
+    out = StringIO()
 
-    with override_settings(EMAIL_BACKEND=f"{__name__}.RefusingBackend"):
-        result = run_command(COMMAND, "--email", "security@example.com", expect_exit=3)
+    with pytest.raises(CommandError):
+        call_command(COMMAND, "--alert-on-tampering", stdout=out, stderr=StringIO())
 
-    assert "Alert to security@example.com could not be sent yet" in result.stderr
-    assert EmailMessage.objects.get().status == EmailStatus.FAILED
-    assert [kwargs["kwargs"] for kwargs in retries] == [{"email_id": EmailMessage.objects.get().pk}]
-    assert VerificationRun.objects.get().intact is False
-    assert mailoutbox == []
+    assert "Alert to admin@example.com: sent (1)." in out.getvalue()
+    assert [message.to for message in mailoutbox] == [["admin@example.com"]]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_alert_email_summary_counts_it_failed(monkeypatch):
+def test_a_failed_alert_email_keeps_the_run_and_says_the_sweeper_retries_it(
+    mailoutbox, instant_worker
+):
     append_daily(3)
     tamper_and_commit()
-    monkeypatch.setattr("mailing.tasks.email_deliver.apply_async", lambda **kwargs: None)
+    out, err = StringIO(), StringIO()
 
     with override_settings(EMAIL_BACKEND=f"{__name__}.RefusingBackend"):
+        with pytest.raises(CommandError):
+            call_command(COMMAND, "--email", "security@example.com", stdout=out, stderr=err)
         summary = result_json(verify(email="security@example.com"))
 
+    assert (
+        "Alert to security@example.com: failed, will be retried by the sweeper (1)."
+        in err.getvalue()
+    )
+    assert summary["emails"] == {"queued": 0, "sending": 0, "sent": 0, "failed": 1}
     assert summary["status"] == "tampering"
-    assert summary["emails"] == {"queued": 0, "sent": 0, "failed": 1}
     assert summary["alert"]["recipients"] == ["security@example.com"]
+    for email in EmailMessage.objects.all():
+        assert email.status == EmailStatus.FAILED
+        assert email.next_attempt_at is not None
+    assert VerificationRun.objects.filter(intact=False).count() == 2
+    assert mailoutbox == []
 
 
 # --- The alert's sentences: from each row's fields, in the email language -------------------
@@ -930,6 +948,7 @@ def test_the_alert_explains_a_truncation_in_the_email_language(
 
     with django_capture_on_commit_callbacks(execute=True):
         verify(alert_on_tampering=True)
+    outbox_deliver_queued()
 
     [mail] = mailoutbox
     assert f"   {sentence.format(run=seen.pk)}\n" in mail.body
@@ -965,6 +984,7 @@ def test_the_alert_explains_a_chain_cut_back_and_appended_again(
 
     with django_capture_on_commit_callbacks(execute=True):
         verify(alert_on_tampering=True)
+    outbox_deliver_queued()
 
     [mail] = mailoutbox
     assert f"   {sentence.format(run=seen.run_id)}\n" in mail.body
