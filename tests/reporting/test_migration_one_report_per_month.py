@@ -22,6 +22,7 @@ from django.db.migrations.executor import MigrationExecutor
 from mailing.models import EmailMessage
 from reporting.models import CommissionReport, CommissionReportDelivery
 from tests.factories import AgentFactory, StaffUserFactory
+from tests.mailing.outbox import outbox_deliver_queued
 from tests.reporting.helpers import local
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -159,6 +160,7 @@ def old_database_write(apps) -> dict[str, Any]:
             recipients=["agent@example.com"],
             subject="Session closed",
             body_text="Closed.",
+            status="sent",
         )
     return {
         "first": first.pk,
@@ -285,6 +287,7 @@ def test_after_the_deploy_a_run_reuses_the_first_report_and_skips_who_had_any_of
     assert [row["email_id"] for row in chief["already_had"]] == [old["emails"]["enqueued"]]
     assert newcomer["new_recipients"] == ["new@example.com"]
     assert CommissionReport.objects.count() == 5
+    outbox_deliver_queued()
     assert [message.to for message in mailoutbox] == [["new@example.com"]]
 
 

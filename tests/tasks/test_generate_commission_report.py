@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 import reporting.selectors
+from mailing.delivery import outbox_sweep
 from mailing.models import EmailMessage
 from mailing.selectors import EmailOutcomes
 from payments.models import Commission
@@ -29,6 +30,7 @@ from tasks.operations import generate_commission_report as operation
 from tasks.results import OperationStatus, Trigger, result_json
 from tasks.tasks import generate_commission_report
 from tests.factories import StaffUserFactory
+from tests.mailing.outbox import outbox_deliver_queued
 from tests.reporting.helpers import (
     CSV_HEADER,
     NOW,
@@ -499,7 +501,7 @@ def test_json_output_parses_with_amounts_as_strings(clock, october, staff, run_j
     assert summary["currency"] == "MGA"
     assert isinstance(summary["totals"]["tax_collected"], str)
     assert {row["agent"] for row in summary["agents"]} == {"AG0001", "AG0002"}
-    assert summary["emails"] == {"queued": 1, "sent": 0, "failed": 0}
+    assert summary["emails"] == {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
     assert "warning" not in summary and "message" not in summary
     assert all(set(check) == {"check", "ok", "total", "parts"} for check in summary["checks"])
 
@@ -564,6 +566,19 @@ def task_run(**kwargs) -> dict:
     return generate_commission_report.apply(kwargs=kwargs).get()
 
 
+@pytest.fixture
+def run_task(django_capture_on_commit_callbacks):
+    """``task_run`` committed, then its mail delivered by the worker it woke."""
+
+    def run(**kwargs) -> dict:
+        with django_capture_on_commit_callbacks(execute=True):
+            summary = task_run(**kwargs)
+        outbox_deliver_queued()
+        return summary
+
+    return run
+
+
 def deliveries() -> list[tuple[str, str, bool]]:
     return list(
         CommissionReportDelivery.objects.order_by("pk").values_list("address", "trigger", "resend")
@@ -581,7 +596,7 @@ def earlier(address: str, email: EmailMessage, trigger: str) -> dict:
 
 
 def test_a_redelivered_enqueued_run_stores_one_report_and_sends_one_email_per_recipient(
-    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+    clock, october, staff, mailoutbox, run_task
 ):
     # What --enqueue sends; a redelivery (worker lost, acks_late) runs the same message.
     message = {
@@ -592,11 +607,9 @@ def test_a_redelivered_enqueued_run_stores_one_report_and_sends_one_email_per_re
         "resend": False,
         "trigger": "manual-enqueue",
     }
-    with django_capture_on_commit_callbacks(execute=True):
-        first = task_run(**message)
+    first = run_task(**message)
     clock.shift(dt.timedelta(minutes=5))
-    with django_capture_on_commit_callbacks(execute=True):
-        again = task_run(**message)
+    again = run_task(**message)
 
     [report] = CommissionReport.objects.all()
     [email] = EmailMessage.objects.all()
@@ -612,7 +625,8 @@ def test_a_redelivered_enqueued_run_stores_one_report_and_sends_one_email_per_re
         earlier("boss@example.com", email, "manual-enqueue"),
         earlier("zoe@example.com", email, "manual-enqueue"),
     ]
-    assert again["emails"] == {"queued": 0, "sent": 0, "failed": 0}
+    assert again["emails"] == {"queued": 0, "sending": 0, "sent": 0, "failed": 0}
+    assert email.status == "sent"
     assert deliveries() == [
         ("boss@example.com", "manual-enqueue", False),
         ("zoe@example.com", "manual-enqueue", False),
@@ -623,13 +637,12 @@ def test_a_redelivered_enqueued_run_stores_one_report_and_sends_one_email_per_re
 def test_a_redelivered_beat_run_whose_email_is_still_queued_leaves_it_to_the_outbox(
     clock, october, staff, mailoutbox, django_capture_on_commit_callbacks, run_command
 ):
-    # The worker died after the commit, before delivering: the email stays queued.
+    # The worker died after the commit, before it woke anyone: the email stays queued.
     with django_capture_on_commit_callbacks(execute=False):
         first = task_run(trigger="beat")
     clock.shift(dt.timedelta(minutes=5))
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=False):
         again = task_run(trigger="beat")
-    output = run_command(COMMAND).stdout
 
     [email] = EmailMessage.objects.all()
     assert email.status == "queued"
@@ -639,14 +652,23 @@ def test_a_redelivered_beat_run_whose_email_is_still_queued_leaves_it_to_the_out
     assert again["new_recipients"] == []
     assert [row["email_status"] for row in again["already_had"]] == ["queued", "queued"]
     assert "warning" not in again
-    # Said as it is: an earlier run queued it, nobody is told it was sent.
+    assert mailoutbox == []
+
+    # Not "already generated" forever: the sweeper (beat, every minute) delivers it.
+    sweep = outbox_sweep(trigger="beat")
+    output = run_command(COMMAND).stdout
+
+    assert sweep.sent == 1
+    assert [message.to for message in mailoutbox] == [staff]
+    email.refresh_from_db()
+    assert email.status == "sent"
+    # Said as it is: which run queued it, and how it fared.
     assert f"Report #{first['report_id']} was already generated at 2026-11-02 09:00" in output
     assert (
         "Already had it, not sent again: "
-        f"boss@example.com (email #{email.pk}, queued), zoe@example.com (email #{email.pk}, queued)"
+        f"boss@example.com (email #{email.pk}, sent), zoe@example.com (email #{email.pk}, sent)"
     ) in output
     assert output.splitlines()[-1] == "Nobody new to send it to."
-    assert mailoutbox == []
     assert CommissionReport.objects.count() == 1
     assert len(deliveries()) == 2
 
@@ -669,15 +691,12 @@ def test_a_later_run_says_when_the_email_that_carried_it_has_failed(
 
 
 def test_a_hijacking_email_argument_cannot_keep_the_report_from_the_administrators(
-    clock, october, staff, mailoutbox, django_capture_on_commit_callbacks
+    clock, october, staff, mailoutbox, run_task
 ):
     # Sent through Flower's API: a task with another address, ahead of beat.
-    with django_capture_on_commit_callbacks(execute=True):
-        hijack = task_run(year=2026, month=10, email="evil@attacker.example")
-    with django_capture_on_commit_callbacks(execute=True):
-        scheduled = task_run(trigger="beat")
-    with django_capture_on_commit_callbacks(execute=True):
-        redelivered = task_run(trigger="beat")
+    hijack = run_task(year=2026, month=10, email="evil@attacker.example")
+    scheduled = run_task(trigger="beat")
+    redelivered = run_task(trigger="beat")
 
     [report] = CommissionReport.objects.all()
     assert (report.trigger, hijack["trigger"]) == ("task", "task")
@@ -727,14 +746,13 @@ def test_a_later_run_reuses_the_stored_figures_and_sends_only_to_new_recipients(
 
 
 def test_resend_sends_the_report_again_to_its_recipients_and_logs_it(
-    clock, october, staff, mailoutbox, run_json, run_command, django_capture_on_commit_callbacks
+    clock, october, staff, mailoutbox, run_json, run_command, run_task
 ):
     first = run_json("--email", "boss@example.com")
     clock.shift(dt.timedelta(hours=2))
 
     output = run_command(COMMAND, "--resend").stdout
-    with django_capture_on_commit_callbacks(execute=True):
-        by_task = task_run(resend=True, email="zoe@example.com")
+    by_task = run_task(resend=True, email="zoe@example.com")
 
     assert output.splitlines()[-1] == (
         "Email again (--resend) to boss@example.com, zoe@example.com: queued (1)"
@@ -758,10 +776,9 @@ def test_resend_sends_the_report_again_to_its_recipients_and_logs_it(
 
 
 def test_a_run_that_loses_the_race_to_store_the_month_reuses_the_winners_report(
-    clock, october, staff, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
+    clock, october, staff, monkeypatch, mailoutbox, run_task
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        first = task_run(trigger="beat")
+    first = run_task(trigger="beat")
     real_lookup = operation.commission_report_get
     lookups = []
 
@@ -771,8 +788,7 @@ def test_a_run_that_loses_the_race_to_store_the_month_reuses_the_winners_report(
         return None if len(lookups) == 1 else real_lookup(**kwargs)
 
     monkeypatch.setattr(operation, "commission_report_get", not_yet_there)
-    with django_capture_on_commit_callbacks(execute=True):
-        again = task_run(trigger="manual-enqueue", year=2026, month=10)
+    again = run_task(trigger="manual-enqueue", year=2026, month=10)
 
     assert len(lookups) == 2
     assert again["already_generated"] is True
@@ -813,16 +829,21 @@ def test_a_scheduled_dry_run_stores_and_sends_nothing(clock, october, staff, mai
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_summary_says_sent_once_the_mail_server_accepted_the_report(
+def test_the_summary_says_queued_until_the_mail_server_has_accepted_the_report(
     agents, staff, mailoutbox, clock, run_json
 ):
     takings(agents["A"], local(2026, 10, 5, 10, 0), "10000.00", "5000.00", void=[1], paid=[0])
 
-    summary = run_json()
+    summary = run_json()  # then the worker woken on commit delivers it
+    [message] = mailoutbox
+    email = EmailMessage.objects.get()
+    again = run_json()
 
-    assert summary["emails"] == {"queued": 0, "sent": 1, "failed": 0}
+    # Committed for real, but nobody had accepted it when the run printed.
+    assert summary["emails"] == {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
     assert summary["totals"]["tax_collected"] == "10000.00"
     assert all(check["ok"] for check in summary["checks"])
-    [message] = mailoutbox
     assert message.subject == SUBJECT
-    assert EmailMessage.objects.get().status == "sent"
+    assert email.status == "sent"
+    assert [row["email_status"] for row in again["already_had"]] == ["sent", "sent"]
+    assert again["new_recipients"] == []
