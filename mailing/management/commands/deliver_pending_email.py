@@ -12,8 +12,7 @@ from mailing.delivery import Delivery, DeliveryOutcome, SweepResult, outbox_swee
 EXIT_CODES = (
     "exit codes:\n"
     "  0  done: every message tried was accepted by the mail server (or none was due)\n"
-    "  1  some messages failed (see the output; they are retried later), or the database\n"
-    "     could not be reached\n"
+    "  1  some messages failed (see the output), or the database could not be reached\n"
     "  2  bad input: nothing was run\n"
 )
 
@@ -26,8 +25,8 @@ class Command(BaseCommand):
     help = (
         "Deliver the outbox's due mail: queued messages no worker took within a minute, "
         "failed ones whose retry time has come, and messages whose delivery died (after "
-        "EMAIL_SENDING_GRACE_SECONDS, with the same Message-ID). Safe to run from cron "
-        "every minute, beside workers and other runs: no message is sent twice.\n\n" + EXIT_CODES
+        "EMAIL_SENDING_GRACE_SECONDS, with the same Message-ID). For cron, every minute: "
+        "running it beside workers or another run never sends a message twice.\n\n" + EXIT_CODES
     )
 
     def create_parser(self, prog_name, subcommand, **kwargs):
