@@ -3,6 +3,7 @@ audit entry naming what changed, and a "send test email" page that reports the s
 answer. Sends go to a real SMTP server (aiosmtpd)."""
 
 import datetime as dt
+import html
 import json
 from io import StringIO
 from typing import Any
@@ -455,3 +456,66 @@ def test_a_retried_message_that_gave_up_is_delivered_once_by_the_next_sweep(
     assert [mail.rcpt_tos for mail in smtp_server.received] == [["b@example.com"]]
     gave_up.refresh_from_db()
     assert (gave_up.status, gave_up.attempts, gave_up.last_error) == ("sent", 7, "")
+
+
+def test_the_email_log_shows_where_each_message_stands_and_filters_by_it(admin_client):
+    now = timezone.now()
+    retrying = logged(EmailStatus.FAILED, attempts=1, next_attempt_at=now)
+    gave_up = logged(EmailStatus.FAILED, attempts=6)
+    sending = logged(
+        EmailStatus.SENDING,
+        attempts=1,
+        attempt_id="9b2f3c1e-7a3d-4c55-9a7e-2f0d8c6b1a01",
+        claimed_at=now,
+    )
+    logged(EmailStatus.SENT, attempts=1, sent_at=now)
+    url = reverse("admin:mailing_emailmessage_changelist")
+
+    page = admin_client.get(url).content.decode()
+    filtered = {
+        value: list(admin_client.get(url, {"delivery": value}).context["cl"].result_list)
+        for value in ("retrying", "gave_up", "sending", "undelivered")
+    }
+
+    assert "gave up after 6 attempt(s)" in page
+    assert "retry at" in page and "being sent since" in page
+    assert filtered["retrying"] == [retrying]
+    assert filtered["gave_up"] == [gave_up]
+    assert filtered["sending"] == [sending]
+    assert set(filtered["undelivered"]) == {retrying, gave_up, sending}
+    detail = admin_client.get(reverse("admin:mailing_emailmessage_change", args=[gave_up.pk]))
+    assert html.escape(gave_up.message_id) in detail.content.decode()
+
+
+def test_the_outbox_sweeps_page_shows_the_last_run(admin_client):
+    from mailing.delivery import outbox_sweep
+
+    outbox_sweep(trigger="beat")
+
+    page = admin_client.get(reverse("admin:mailing_outboxsweep_changelist"))
+
+    assert page.status_code == 200
+    assert "beat" in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_test_email_talks_smtp_outside_the_requests_transaction(
+    admin_client, smtp_configuration, smtp_server, monkeypatch
+):
+    from django.db import transaction
+
+    from mailing import admin as mailing_admin
+
+    seen = []
+    real_send = mailing_admin.smtp_test_send
+
+    def send(**kwargs):
+        seen.append(transaction.get_connection().in_atomic_block)
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(mailing_admin, "smtp_test_send", send)
+
+    admin_client.post(SEND_TEST_URL, {"recipient": "ops@example.com"})
+
+    assert seen == [False]
+    assert EmailMessage.objects.get().status == EmailStatus.SENT
