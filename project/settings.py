@@ -150,7 +150,14 @@ EMAIL_SWEEP_LIMIT = env.int("EMAIL_SWEEP_LIMIT", default=200)
 # Celery. The database is the single source of schedules (django-celery-beat).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' "django-db" backend, retrying a write while the database is away
+# and sending the message back to the queue if it stays away (project/celery_recovery.py).
+CELERY_RESULT_BACKEND = "project.celery_recovery:DatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+# Up to 5 s between tries (random, growing from 10 ms), about two minutes in all: a
+# database restart is waited out, a longer outage hands the message back to the broker.
+CELERY_RESULT_BACKEND_MAX_SLEEP_BETWEEN_RETRIES_MS = 5_000
+CELERY_RESULT_BACKEND_MAX_RETRIES = 60
 CELERY_RESULT_EXTENDED = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -167,7 +174,16 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_TASK_SOFT_TIME_LIMIT = 20 * 60
 CELERY_TASK_TIME_LIMIT = 25 * 60
 REDIS_VISIBILITY_TIMEOUT = 2 * 60 * 60
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
+# A broker that accepts the connection and never answers (a hung Redis, a dead peer behind a
+# NAT or a proxy) fails every call within this many seconds instead of hanging it: `--enqueue`
+# exits 5, a worker reconnects. The worker's polling waits 1 s (kombu's brpop_timeout).
+BROKER_SOCKET_TIMEOUT = 5
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": REDIS_VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
+    "socket_timeout": BROKER_SOCKET_TIMEOUT,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -176,6 +192,12 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker restart must not kill the worker (project/celery_recovery.py says why).
+CELERY_WORKER_CONSUMER = "project.celery_recovery:Consumer"
+# Tasks running when the broker connection drops finish their run and acknowledge over
+# the new connection. (Cancelling them, Celery 6's default, would stop an operation
+# half-way only for it to start over.)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
 LOGGING = {
     "version": 1,

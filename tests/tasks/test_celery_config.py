@@ -1,11 +1,15 @@
 """The Celery configuration, read the way a worker reads it: app.conf and the task objects."""
 
 import pytest
+from celery import states
+from celery.exceptions import BackendStoreError, Reject
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
+from django_celery_results.backends import DatabaseBackend as CeleryResultsDatabaseBackend
 
 import project.celery
 from mailing.tasks import email_deliver
+from project.celery_recovery import DatabaseBackend
 from tasks import tasks as task_module
 
 app = project.celery.app
@@ -72,8 +76,88 @@ def test_operations_retry_transient_database_errors_only_with_capped_backoff(tas
 
 
 def test_results_are_stored_in_the_database_with_their_arguments():
-    assert app.conf.result_backend == "django-db"
+    assert isinstance(app.backend, DatabaseBackend)  # django-celery-results' "django-db"
+    assert isinstance(app.backend, CeleryResultsDatabaseBackend)
     assert app.conf.result_extended is True
+
+
+def test_a_result_write_is_retried_for_a_couple_of_minutes_while_the_database_is_away():
+    assert app.conf.result_backend_always_retry is True
+    tries = app.conf.result_backend_max_retries
+    longest_wait = app.conf.result_backend_max_sleep_between_retries_ms / 1000
+    # Random waits up to the longest, half of it on average: about two minutes in all,
+    # well inside every task's soft time limit.
+    assert 60 <= tries * longest_wait / 2 <= 5 * 60
+    assert tries * longest_wait < min(task.soft_time_limit for task in OPERATION_TASKS)
+
+
+@pytest.mark.parametrize(
+    "error", [OperationalError("server closed the connection"), InterfaceError("closed")]
+)
+def test_a_lost_database_connection_is_safe_to_retry_after_closing_it(monkeypatch, error):
+    closed = []
+    monkeypatch.setattr("project.celery_recovery.connection.close", lambda: closed.append(1))
+
+    assert app.backend.exception_safe_to_retry(error) is True
+    assert closed == [1]
+
+
+def test_a_bad_write_is_not_retried():
+    assert app.backend.exception_safe_to_retry(IntegrityError("duplicate key")) is False
+    assert app.backend.exception_safe_to_retry(ValueError("bug")) is False
+
+
+def failing_backend(monkeypatch, *, in_a_worker_task: bool) -> DatabaseBackend:
+    """The app's backend whose every write finds the database gone, without waiting."""
+    backend = app.backend
+    monkeypatch.setattr(backend, "max_retries", 3)
+    monkeypatch.setattr(backend, "_sleep", lambda seconds: None)
+    monkeypatch.setattr("project.celery_recovery.connection.close", lambda: None)
+
+    def store(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(backend, "_store_result", store)
+    monkeypatch.setattr(type(app), "current_worker_task", object() if in_a_worker_task else None)
+    return backend
+
+
+@pytest.mark.parametrize("state", [states.STARTED, states.SUCCESS, states.FAILURE])
+def test_a_task_whose_state_cannot_be_written_goes_back_to_the_queue(monkeypatch, state):
+    backend = failing_backend(monkeypatch, in_a_worker_task=True)
+
+    with pytest.raises(Reject) as rejected:
+        backend.store_result("a-task-id", {"closed": 1}, state)
+
+    assert rejected.value.requeue is True
+
+
+def test_a_retry_whose_state_cannot_be_written_is_left_to_the_retry_already_sent(monkeypatch):
+    backend = failing_backend(monkeypatch, in_a_worker_task=True)
+
+    with pytest.raises(BackendStoreError):
+        backend.store_result("a-task-id", None, states.RETRY)
+
+
+def test_outside_a_task_a_write_that_cannot_be_made_stays_an_error(monkeypatch):
+    # The worker's main process recording a lost child: nothing to send back.
+    backend = failing_backend(monkeypatch, in_a_worker_task=False)
+
+    with pytest.raises(BackendStoreError):
+        backend.store_result("a-task-id", None, states.FAILURE)
+
+
+def test_broker_calls_fail_within_seconds_when_the_broker_hangs():
+    options = app.conf.broker_transport_options
+    assert 0 < options["socket_connect_timeout"] <= 10
+    assert 0 < options["socket_timeout"] <= 10
+    assert 0 < app.conf.broker_connection_timeout <= 10
+
+
+def test_the_worker_survives_a_broker_restart_with_a_task_in_flight():
+    # tests/integration/test_broker_faults.py proves it against a real Redis.
+    assert app.conf.worker_consumer == "project.celery_recovery:Consumer"
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
 
 
 def test_beat_reads_its_schedule_from_the_database_in_local_time():
