@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import kombu
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Min
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from mailing.models import EmailMessage, EmailStatus
+from mailing.selectors import outbox_status
 from tasks.health.due import latest_due
 from tasks.models import Heartbeat, Incident, JobHealth
 from tasks.scheduler import BEAT
@@ -86,6 +85,9 @@ class OutboxBacklog:
     undelivered: int
     oldest_undelivered_at: dt.datetime | None
     stuck: bool  # some undelivered mail is older than OUTBOX_STUCK_AFTER
+    gave_up: int = 0  # failed for good, waiting for a person ("Retry delivery now")
+    last_sweep_at: dt.datetime | None = None
+    sweeper_late: bool = False
 
 
 def watched_specs() -> list[ScheduleSpec]:
@@ -225,14 +227,16 @@ def heartbeat_at(name: str) -> dt.datetime | None:
 
 
 def outbox_backlog(*, now: dt.datetime) -> OutboxBacklog:
-    """Mail logged but not delivered (queued, or failed and waiting for a retry)."""
-    undelivered = EmailMessage.objects.filter(status__in=[EmailStatus.QUEUED, EmailStatus.FAILED])
-    summary = undelivered.aggregate(oldest=Min("created_at"))
-    oldest = summary["oldest"]
+    """Mail logged but not delivered, from the outbox's own status (mailing.selectors)."""
+    status = outbox_status()
+    oldest = status.oldest_undelivered_at
     return OutboxBacklog(
-        undelivered=undelivered.count(),
+        undelivered=status.undelivered,
         oldest_undelivered_at=oldest,
         stuck=oldest is not None and now - oldest > OUTBOX_STUCK_AFTER,
+        gave_up=status.gave_up,
+        last_sweep_at=status.last_sweep_at,
+        sweeper_late=status.sweeper_late(now=now),
     )
 
 
@@ -378,14 +382,16 @@ def outbox_check(backlog: OutboxBacklog) -> Check:
     data = {
         "undelivered": backlog.undelivered,
         "oldest_undelivered_at": _iso(backlog.oldest_undelivered_at),
+        "gave_up": backlog.gave_up,
+        "last_sweep_at": _iso(backlog.last_sweep_at),
     }
+    detail = f"{backlog.undelivered} undelivered message(s)"
     if backlog.stuck:
-        return Check(
-            CheckStatus.FAIL,
-            f"{backlog.undelivered} undelivered message(s), the oldest for over an hour",
-            data,
-        )
-    return Check(CheckStatus.OK, f"{backlog.undelivered} undelivered message(s)", data)
+        detail += ", the oldest for over an hour"
+    if backlog.sweeper_late:
+        # Not a failure alone (no mail may be waiting); the mail it leaves behind is.
+        detail += "; the sweeper is late"
+    return Check(CheckStatus.FAIL if backlog.stuck else CheckStatus.OK, detail, data)
 
 
 def snapshot_json(snapshot: HealthSnapshot) -> dict:

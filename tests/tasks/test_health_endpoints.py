@@ -232,9 +232,11 @@ def test_ready_is_503_with_mail_undelivered_for_an_hour_and_never_shows_an_addre
     assert body["checks"]["outbox"] == {
         "status": "fail",
         # The stuck message, and the alert about it, queued behind it.
-        "detail": "2 undelivered message(s), the oldest for over an hour",
+        "detail": "2 undelivered message(s), the oldest for over an hour; the sweeper is late",
         "undelivered": 2,
         "oldest_undelivered_at": "2026-12-01T10:10:00+03:00",
+        "gave_up": 0,
+        "last_sweep_at": None,
     }
     text = json.dumps(body)
     assert "@" not in text and PASSWORD not in text
