@@ -445,3 +445,23 @@ def test_job_states_follow_the_due_times(clock, schedules):
     dead = {job.name: job for job in jobs_status(now=timezone.now())}
     assert dead["verify_audit_trail"].state == JobState.PENDING
     assert not dead["verify_audit_trail"].catch_up_wanted  # a run for it started
+
+
+def test_alerts_are_written_in_the_email_language(clock, schedules, broker, admins, settings):
+    settings.LANGUAGE_CODE = "fr"
+    clock.move_to(local(2026, 12, 1, 3, 0))
+    beat_ticked(local(2026, 12, 1, 2, 50))
+    succeeded("close_expired_sessions", local(2026, 12, 1, 3, 0))
+
+    watchdog_run()
+
+    subjects = sorted(email.subject for email in alerts())
+    assert subjects == [
+        "[ALERTE] Le planificateur (beat) ne donne plus signe de vie depuis 10 minutes",
+        "[ALERTE] verify_audit_trail est en retard : aucune exécution réussie depuis "
+        "2026-12-01 02:00",
+    ]
+    overdue = next(email for email in alerts() if "verify" in email.subject)
+    assert "UNE TÂCHE PLANIFIÉE EST EN RETARD" in overdue.body_text
+    assert "Le chien de garde l'a envoyée une fois" in overdue.body_text
+    assert "Une tâche planifiée est en retard" in overdue.body_html
