@@ -252,3 +252,14 @@ def test_check_deploy_warns_until_beat_and_the_watchdog_have_run():
     assert warnings() == {"tasks.W002"}
     Heartbeat.objects.create(name="watchdog", beat_at=timezone.now())
     assert warnings() == set()
+
+
+def test_the_admin_shows_job_health_heartbeats_and_incidents_read_only(admin_client):
+    Heartbeat.objects.create(name="beat", beat_at=timezone.now())
+    job_health_watch(names=WATCHED)
+
+    for model in ("jobhealth", "heartbeat", "incident"):
+        page = admin_client.get(f"/admin/tasks/{model}/")
+        assert page.status_code == 200, model
+        assert admin_client.get(f"/admin/tasks/{model}/add/").status_code == 403
+    assert "verify_audit_trail" in admin_client.get("/admin/tasks/jobhealth/").content.decode()
