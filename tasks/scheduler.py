@@ -29,6 +29,12 @@ HEARTBEAT_EVERY_SECONDS = 30
 class HeartbeatDatabaseScheduler(DatabaseScheduler):
     _last_heartbeat: float | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Save a sent entry's last_run_at at once, not up to 3 minutes later: the watchdog
+        # reads it to tell a run beat just sent (let it come) from one it missed.
+        kwargs.setdefault("sync_every_tasks", 1)
+        super().__init__(*args, **kwargs)
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         delay = super().tick(*args, **kwargs)
         # After the tick: a scheduler loop that raises or hangs never proves it lives.

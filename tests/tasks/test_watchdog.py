@@ -129,7 +129,6 @@ def beat_restarts(ticks: int = 20) -> HeartbeatDatabaseScheduler:
         for _ in range(ticks):
             if beat.tick() > 0:
                 break
-        beat.sync()
     finally:
         beat._finalize.cancel()
     return beat
