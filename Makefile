@@ -9,7 +9,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-# `make stack` runs web + worker + beat + Flower on this machine, without Docker.
+# `make stack` runs web + worker + beat + Flower on this machine, without Docker, under
+# supervisord (scripts/supervisord.conf), which restarts whichever process exits.
 STACK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_stack
 STACK_REDIS_URL ?= redis://127.0.0.1:6379/1
 export FLOWER_BASIC_AUTH
@@ -66,7 +67,8 @@ stack: $(STAMP) services
 	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py migrate --no-input
 	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py sync_schedules
 	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py collectstatic --no-input -v0
-	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/honcho -f Procfile start
+	mkdir -p var/log var/run
+	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/supervisord -c scripts/supervisord.conf
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -148,7 +148,7 @@ def test_workers_keep_their_ping_healthcheck(services):
 
 def test_flower_listens_on_5555_and_compose_refuses_to_start_without_credentials(services):
     flower = services["flower"]
-    assert "5555:5555" in flower["ports"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # this machine only
     assert re.fullmatch(
         r"\$\{FLOWER_BASIC_AUTH:\?[^}]+\}", flower["environment"]["FLOWER_BASIC_AUTH"]
     )
@@ -229,12 +229,13 @@ def test_procfile_runs_web_worker_one_beat_and_flower():
 
 
 def run_flower(tmp_path: Path, auth: str | None) -> tuple[subprocess.CompletedProcess, Path]:
-    """Run the script with a stand-in ``celery`` first on PATH that records its arguments."""
+    """Run the script with a stand-in ``celery`` first on PATH that records its arguments,
+    then the FLOWER_BASIC_AUTH it was given, on the last line."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     ran = tmp_path / "celery-arguments"
     celery = bin_dir / "celery"
-    celery.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{ran}"\n')
+    celery.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "env:$FLOWER_BASIC_AUTH" > "{ran}"\n')
     celery.chmod(celery.stat().st_mode | stat.S_IXUSR)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     if auth is not None:
@@ -261,14 +262,16 @@ def test_flower_refuses_to_start_without_user_and_password(tmp_path, auth):
     assert not ran.exists()
 
 
-def test_flower_starts_with_basic_auth_when_given_user_and_password(tmp_path):
+def test_flower_gets_the_credentials_from_its_environment_never_its_command_line(tmp_path):
     result, ran = run_flower(tmp_path, "ops:s3cret")
 
     assert result.returncode == 0, result.stderr
-    arguments = ran.read_text().splitlines()
+    *arguments, environment = ran.read_text().splitlines()
     assert arguments[:3] == ["-A", "project", "flower"]
-    assert "--basic-auth=ops:s3cret" in arguments
     assert "--port=5555" in arguments
+    # `ps` shows every user a command line: no password there. Flower reads the variable.
+    assert not [word for word in arguments if "basic-auth" in word or "s3cret" in word]
+    assert environment == "env:ops:s3cret"
 
 
 def test_the_image_copies_every_first_party_app():

@@ -1,0 +1,232 @@
+"""`make stack` without Docker: scripts/supervisord.conf runs the Procfile's four processes
+and restarts the one that exits; Flower takes its credentials from the environment."""
+
+import base64
+import configparser
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.integration.parts import client_app, database_url, private_redis, wait_until
+from tests.smtp_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "scripts" / "supervisord.conf"
+HERE = "%(here)s/.."
+BIN = Path(sys.executable).parent  # this venv's supervisord, celery and Flower
+
+
+def supervisor_config() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(CONF.read_text())
+    return parser
+
+
+def programs() -> dict[str, configparser.SectionProxy]:
+    config = supervisor_config()
+    return {
+        section.removeprefix("program:"): config[section]
+        for section in config.sections()
+        if section.startswith("program:")
+    }
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def split_environment(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Leading NAME=value words (the Procfile's way to set a variable) and the argv."""
+    environment = {}
+    while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        environment[name] = value
+    return environment, words
+
+
+def program_environment(program: configparser.SectionProxy) -> dict[str, str]:
+    return {
+        name: value.strip('"')
+        for name, value in re.findall(r'(\w+)=("[^"]*"|[^,]*)', program.get("environment", ""))
+    }
+
+
+def test_the_stack_runs_the_procfiles_four_processes_with_the_same_commands():
+    entries = procfile()
+    assert set(programs()) == set(entries) == {"web", "worker", "beat", "flower"}
+    for name, program in programs().items():
+        expected_env, expected = split_environment(shlex.split(entries[name]))
+        argv = shlex.split(program["command"].replace(f"{HERE}/", ""))
+        assert argv == expected, name
+        assert program["directory"] == HERE, name
+        environment = program_environment(program)
+        for variable, value in expected_env.items():
+            if variable == "PATH":  # the venv first, then the machine's
+                assert environment["PATH"] == f"{HERE}/.venv/bin:%(ENV_PATH)s", name
+            else:
+                assert environment[variable] == value, name
+
+
+@pytest.mark.parametrize("name", ["web", "worker", "beat", "flower"])
+def test_each_process_is_restarted_when_it_exits_and_stopped_with_its_children(name):
+    program = programs()[name]
+    assert program["autorestart"] == "true"
+    assert int(program["startretries"]) >= 3
+    assert program["stopasgroup"] == program["killasgroup"] == "true"
+    # Its output on the terminal that ran `make stack`, as honcho did.
+    assert program["stdout_logfile"] == "/dev/stdout"
+    assert program["stdout_logfile_maxbytes"] == "0"
+    assert program["redirect_stderr"] == "true"
+
+
+def test_supervisord_runs_in_the_foreground_and_beat_exactly_once():
+    config = supervisor_config()
+    assert config["supervisord"]["nodaemon"] == "true"
+    assert programs()["beat"].get("numprocs", "1") == "1"
+    commands = " ".join(program["command"] for program in programs().values())
+    assert "basic-auth" not in commands and "FLOWER_BASIC_AUTH" not in commands
+
+
+def worker_only_config(folder: Path) -> Path:
+    """The real [program:worker], run by a supervisord of the test's own: its files in
+    ``folder``, the worker's output in folder/worker.log."""
+    worker = dict(programs()["worker"])
+    worker = {key: value.replace(HERE, str(ROOT)) for key, value in worker.items()}
+    worker["stdout_logfile"] = str(folder / "worker.log")
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"directory={ROOT}",
+        f"logfile={folder / 'supervisord.log'}",
+        f"pidfile={folder / 'supervisord.pid'}",
+        f"childlogdir={folder}",
+        "[unix_http_server]",
+        f"file={folder / 'supervisord.sock'}",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{folder / 'supervisord.sock'}",
+        "[program:worker]",
+        *(f"{key}={value}" for key, value in worker.items()),
+    ]
+    path = folder / "supervisord.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def worker_pid(config: Path) -> int:
+    run = subprocess.run(  # noqa: S603 - fixed argv
+        [str(BIN / "supervisorctl"), "-c", str(config), "pid", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return int(run.stdout.strip()) if run.stdout.strip().isdigit() else 0
+
+
+def test_supervisord_brings_a_killed_worker_back(tmp_path):
+    config = worker_only_config(tmp_path)
+    killed = []
+    with private_redis() as broker:
+        supervisord = subprocess.Popen(  # noqa: S603 - fixed argv
+            [str(BIN / "supervisord"), "-c", str(config)],
+            env={
+                **os.environ,
+                "DJANGO_ENV": "test",
+                "DATABASE_URL": database_url(name="stack-worker"),
+                "REDIS_URL": broker.url,
+                "WATCHDOG_INTERVAL_SECONDS": "0",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = client_app(broker.url)
+        try:
+            wait_until(lambda: client.control.ping(timeout=1), what="the worker to answer")
+            first = wait_until(lambda: worker_pid(config), what="the worker's pid")
+
+            os.kill(first, signal.SIGKILL)
+            killed.append(first)
+            second = wait_until(
+                lambda: worker_pid(config) not in (0, first) and worker_pid(config),
+                what="a new worker",
+            )
+            wait_until(lambda: client.control.ping(timeout=1), what="the new worker to answer")
+            still_supervising = supervisord.poll() is None
+        finally:
+            client.close()
+            supervisord.terminate()  # stops the worker too (a warm shutdown, it is idle)
+            try:
+                supervisord.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(supervisord.pid, signal.SIGKILL)
+                supervisord.wait(timeout=10)
+            for pid in killed:  # the killed worker's pool processes, in its process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    assert still_supervising
+    assert second != first
+    log = (tmp_path / "supervisord.log").read_text()
+    assert "exited: worker (terminated by SIGKILL" in log, log
+
+
+def test_flower_asks_for_the_credentials_it_reads_from_its_environment():
+    port = free_port()
+    with private_redis() as broker:
+        flower = subprocess.Popen(  # noqa: S603 - fixed argv
+            ["/bin/sh", "scripts/run_flower.sh"],
+            cwd=ROOT,
+            env={
+                "PATH": f"{BIN}:/usr/bin:/bin",
+                "DJANGO_ENV": "test",
+                "REDIS_URL": broker.url,
+                "FLOWER_ADDRESS": "127.0.0.1",
+                "FLOWER_PORT": str(port),
+                "FLOWER_BASIC_AUTH": "ops:s3cret",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: http_status(port, None), what="Flower to answer")
+            without, wrong, right = (
+                http_status(port, auth) for auth in (None, "ops:nope", "ops:s3cret")
+            )
+            command_line = Path(f"/proc/{flower.pid}/cmdline").read_bytes()  # what ps shows
+        finally:
+            flower.kill()
+            flower.wait(timeout=10)
+
+    assert (without, wrong, right) == (401, 401, 200)
+    assert b"flower" in command_line
+    assert b"s3cret" not in command_line
+
+
+def http_status(port: int, auth: str | None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/")  # noqa: S310 - local
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - local
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
