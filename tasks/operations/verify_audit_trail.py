@@ -344,7 +344,7 @@ def audit_trail_verify(*, options: Options, trigger: Trigger) -> Result:
     return replace(
         outcome,
         alert=alert,
-        # After the block that queued it: outside a transaction the mail has gone by now.
+        # After the block that queued it committed: queued, or already taken by a worker.
         emails=email_outcomes(filter(None, [alert.email_id])),
     )
 
