@@ -5,7 +5,7 @@ from tasks.schedules import SCHEDULES, schedules_sync
 
 class Command(BaseCommand):
     help = (
-        "Create the four operations' beat schedules (django-celery-beat) if missing. "
+        "Create beat's schedules (the four operations and the email sweeper) if missing. "
         "Schedules an administrator edited are kept; --reset restores the defaults. "
         "Run after migrate. Exit codes: 0 done, 1 error."
     )
