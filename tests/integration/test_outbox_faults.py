@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,7 +40,8 @@ from mailing.wakeup import wakeups_resume
 from payments.models import CashSession, SessionStatus
 from tests.commands import command_run
 from tests.factories import AgentFactory, CashSessionFactory
-from tests.smtp_server import RecordingHandler, SmtpServer, free_port
+from tests.integration.parts import private_redis
+from tests.smtp_server import RecordingHandler, SmtpServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,33 +51,6 @@ TEMPLATE = "mailing/email/smtp_test"
 
 
 # --- Parts the tests start and end ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A Redis of our own on a free port: (its URL, its process). Killed at the end."""
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [shutil.which("redis-server") or "redis-server", "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def database_url() -> str:
@@ -222,12 +195,12 @@ def test_a_worker_killed_after_the_server_took_the_message_is_resent_once_after_
     settings.EMAIL_SENDING_GRACE_SECONDS = 5
     handler = HoldingHandler()
     with (
-        private_redis() as (broker_url, _redis),
+        private_redis() as broker,
         smtp_server_with(handler) as server,
-        celery_worker(broker_url) as worker,
+        celery_worker(broker.url) as worker,
     ):
         smtp_configure(server)
-        broker_at(broker_url)
+        broker_at(broker.url)
         email = queue_one()  # committed: the wake-up goes to our Redis, our worker takes it
 
         assert handler.arrived.wait(60), getattr(worker, "log", "the worker never delivered")
@@ -426,14 +399,13 @@ def test_with_the_broker_gone_a_run_commits_logs_once_and_cron_delivers_each_mes
 ):
     smtp_configure(smtp_server)
     sessions = [expired_session() for _ in range(3)]
-    with private_redis() as (broker_url, redis_process):
-        broker_at(broker_url)
+    with private_redis() as broker:
+        broker_at(broker.url)
         queue_one()  # the broker is up: the wake-up lands in it
-        client = redis.Redis.from_url(broker_url)
+        client = redis.Redis.from_url(broker.url)
         assert client.llen("celery") == 1
         client.close()
-        redis_process.kill()
-        redis_process.wait(timeout=10)
+        broker.kill()
         EmailMessage.objects.all().delete()
 
         started = time.monotonic()

@@ -12,7 +12,6 @@ it fails; the machine's shared PostgreSQL and Redis are never stopped.
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-import redis
 from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -34,8 +32,9 @@ from mailing.models import EmailMessage
 from reporting.models import CommissionReport, CommissionReportDelivery
 from reporting.periods import previous_month
 from tasks.tasks import generate_commission_report
+from tests.integration.parts import private_redis
 from tests.reporting.helpers import local, report_staff, takings, three_agents
-from tests.smtp_server import SmtpServer, free_port
+from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,32 +57,6 @@ def wait_for(what: str, condition: Callable[[], object], *, log: Callable[[], st
             return value
         time.sleep(0.05)
     pytest.fail(f"{what} did not happen within {WAIT_SECONDS}s\n{log()}")
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [shutil.which("redis-server") or "redis-server", "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 class Worker:
@@ -170,16 +143,16 @@ def lock_waiters(session: Session, table: str) -> list[int]:
 def parts() -> Iterator[dict]:
     """Redis, SMTP, the worker and two sessions; all ended afterwards."""
     started: dict = {}
-    with contextlib.ExitStack() as stack, private_redis() as broker_url:
+    with contextlib.ExitStack() as stack, private_redis() as broker:
         smtp = SmtpServer().start()
         stack.callback(smtp.stop)
-        worker = Worker(broker_url=broker_url, email_url=f"smtp://{smtp.host}:{smtp.port}")
+        worker = Worker(broker_url=broker.url, email_url=f"smtp://{smtp.host}:{smtp.port}")
         stack.callback(worker.stop)
         for name in ("config_lock", "result_lock", "observer"):
             session = Session()
             stack.callback(session.close)
             started[name] = session
-        started.update(broker_url=broker_url, smtp=smtp, worker=worker)
+        started.update(broker_url=broker.url, smtp=smtp, worker=worker)
         yield started
 
 
