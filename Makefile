@@ -41,6 +41,8 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/python manage.py generate_commission_report
 	$(DEMO_ENV) $(BIN)/python manage.py verify_audit_trail --alert-on-tampering
 	$(DEMO_ENV) $(BIN)/python manage.py reconciliation_reminder --email-admins
+	@echo; echo "=== The outbox, delivered as cron would with no worker ==="
+	$(DEMO_ENV) $(BIN)/python manage.py deliver_pending_email --without-workers
 	@echo; echo "Mail written to var/sent-mail/. Admin: .venv/bin/python manage.py runserver, then http://127.0.0.1:8000/admin/ as admin / demo"
 
 services:

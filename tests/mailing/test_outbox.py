@@ -216,7 +216,8 @@ def test_help_explains_what_is_delivered_and_the_exit_codes():
     result = manage_py("deliver_pending_email", "--help")
 
     assert result.returncode == 0, result.stderr
-    for text in ("--limit", "--json", "EMAIL_SENDING_GRACE_SECONDS", "Message-ID", "exit codes:",
+    for text in ("--limit", "--json", "--without-workers", "EMAIL_SENDING_GRACE_SECONDS",
+                 "Message-ID", "exit codes:",
                  "  0  done", "  1  some messages failed", "  2  bad input"):  # fmt: skip
         assert text in result.stdout, text
 
@@ -230,6 +231,21 @@ def test_the_command_says_what_it_sent_and_exits_0(mailoutbox):
 
     assert result.stdout == "Outbox: 2 sent (accepted by the mail server); 0 due message(s) left.\n"
     assert len(mailoutbox) == 2
+
+
+def test_fresh_mail_waits_a_minute_for_a_worker_unless_no_worker_runs(mailoutbox):
+    fresh = logged(created=NOW - dt.timedelta(seconds=10))
+
+    with time_machine.travel(NOW, tick=False):
+        command_run("deliver_pending_email")
+        fresh.refresh_from_db()
+        assert fresh.status == "queued"  # left for the worker that was woken for it
+        without_workers = command_run("deliver_pending_email", "--without-workers")
+
+    assert "1 sent" in without_workers.stdout
+    fresh.refresh_from_db()
+    assert fresh.status == "sent"
+    assert len(mailoutbox) == 1
 
 
 def test_the_command_lists_each_failure_and_exits_1(mailoutbox, mail_server):

@@ -41,6 +41,14 @@ class Command(BaseCommand):
             default=None,
             help="Deliver at most this many messages (default: EMAIL_SWEEP_LIMIT, 200).",
         )
+        parser.add_argument(
+            "--without-workers",
+            action="store_true",
+            help=(
+                "No Celery worker runs on this install (cron only, or the demo): deliver "
+                "fresh queued mail at once instead of leaving it a minute for a worker."
+            ),
+        )
         parser.add_argument("--json", action="store_true", help="Print the run as JSON.")
 
     def handle(self, *args, **options) -> None:
@@ -48,7 +56,9 @@ class Command(BaseCommand):
         if limit is not None and limit < 1:
             raise CommandError(f"--limit must be at least 1 (got {limit}).", returncode=2)
         try:
-            result = outbox_sweep(limit=limit, trigger="command")
+            result = outbox_sweep(
+                limit=limit, trigger="command", workers_run=not options["without_workers"]
+            )
         except (OperationalError, InterfaceError) as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise CommandError(
