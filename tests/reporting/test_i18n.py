@@ -21,13 +21,10 @@ from auditing.services import audit_entry_append
 from mailing.services import smtp_test_send
 from payments.models import CashSession, Notification, NotificationKind
 from payments.services import (
-    commissions_mark_paid,
     session_close,
     session_close_automatically,
-    session_expected_balance,
     session_open,
     transaction_record,
-    transaction_void,
 )
 from tests.auditing.tampering import delete_entries, disable_append_only_trigger, set_column
 from tests.factories import (
@@ -36,6 +33,7 @@ from tests.factories import (
     CashTransactionFactory,
     StaffUserFactory,
 )
+from tests.reporting.helpers import takings
 
 pytestmark = pytest.mark.django_db
 
@@ -177,30 +175,8 @@ def october(config):
     """One agent's October: 10,000 paid commission, 20,000 at 23:30 local on the 31st
     (20:30 UTC, still October) pending, 5,000 voided."""
     agent = AgentFactory(code="AG0001", full_name="Hery Rakoto")
-    for when, taxes, void, paid in (
-        (local(2026, 10, 5, 10, 0), ("10000.00", "5000.00"), [1], [0]),
-        (local(2026, 10, 31, 23, 30), ("20000.00",), [], []),
-    ):
-        with time_machine.travel(when, tick=False):
-            session = session_open(agent=agent, opening_balance=Decimal("0.00"), actor=agent.user)
-            payments = [
-                transaction_record(
-                    session=session,
-                    payer_reference=f"NIF-{index}",
-                    tax_amount=Decimal(tax),
-                    amount_tendered=Decimal(tax),
-                    actor=agent.user,
-                )
-                for index, tax in enumerate(taxes)
-            ]
-            for index in void:
-                transaction_void(cash_transaction=payments[index], actor=agent.user, reason="x")
-            session_close(
-                session=session,
-                counted_cash=session_expected_balance(session=session),
-                actor=None,
-            )
-            commissions_mark_paid(commissions=[payments[i].commission for i in paid], actor=None)
+    takings(agent, local(2026, 10, 5, 10, 0), "10000.00", "5000.00", void=[1], paid=[0])
+    takings(agent, local(2026, 10, 31, 23, 30), "20000.00")
     return agent
 
 
