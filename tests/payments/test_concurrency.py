@@ -2,13 +2,12 @@
 connection sees what the others wrote."""
 
 import datetime as dt
-import threading
 import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import payments.services
@@ -17,6 +16,7 @@ from auditing.verification import chain_verify
 from payments.errors import PaymentsError
 from payments.models import CashSession, CashTransaction, DailyCounter, SessionStatus
 from payments.services import session_open, transaction_record
+from tests.concurrency import run_together
 from tests.factories import AgentFactory
 
 MORNING = dt.datetime(2026, 11, 24, 8, 0, tzinfo=ZoneInfo("Indian/Antananarivo"))
@@ -26,32 +26,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.frozen_at(MOR
 @pytest.fixture(autouse=True)
 def _morning(clock):
     """A ticking clock from 08:00: concurrent writers see time pass."""
-
-
-def run_together(*calls):
-    """Start every call at the same moment, each in its own thread with its own database
-    connection. Returns, per call, ("ok", result) or ("error", exception)."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = ("ok", call())
-        except Exception as error:  # noqa: BLE001 - handed back to the test
-            outcomes[index] = ("error", error)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=worker, args=(index, call)) for index, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    return outcomes
 
 
 @pytest.fixture

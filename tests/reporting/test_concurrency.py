@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 import reporting.services
@@ -16,6 +15,7 @@ from reporting.models import CommissionReport, CommissionReportDelivery
 from reporting.services import commission_report_send
 from tasks.operations import generate_commission_report as operation
 from tasks.results import Trigger
+from tests.concurrency import run_together
 from tests.reporting.helpers import NOW, october_takings, report_staff, three_agents
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.frozen_at(NOW, tick=True)]
@@ -56,30 +56,6 @@ def blind_first_look(monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(operation, "commission_report_get", lookup)
-
-
-def run_together(*calls):
-    """Start every call at once, each in its own thread and connection; per call
-    ("ok", result) or ("error", exception)."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=10)
-            outcomes[index] = ("ok", call())
-        except Exception as error:  # noqa: BLE001 - handed back to the test
-            outcomes[index] = ("error", error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a run hung"
-    return outcomes
 
 
 def report_run(trigger: Trigger, **arguments):
