@@ -8,6 +8,8 @@ from pathlib import Path
 
 import environ
 
+from project import key_rules
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -25,9 +27,53 @@ if IS_PRODUCTION:
     # No default: env() raises ImproperlyConfigured("Set the SECRET_KEY environment variable").
     SECRET_KEY = env.str("SECRET_KEY")
     AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY")
+    AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY")
+    SITE_URL = env.str("SITE_URL")
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-secret-key-not-for-production")
-    AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default="dev-only-audit-chain-key")
+    AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default=key_rules.DEV_CHAIN_KEY)
+    AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", default=key_rules.DEV_SIGNING_KEY)
+    SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+# Links in emails start with it.
+SITE_URL = key_rules.site_url_clean(SITE_URL)
+
+# The audit trail's keys (project/key_rules.py holds their rules; auditing/README.md the
+# rotation runbook). Each entry stores the id of the HMAC key it was written with, so
+# entries written before a rotation still verify with their own, retired, key.
+AUDIT_CHAIN_KEY = key_rules.chain_key_check(AUDIT_CHAIN_KEY, production=IS_PRODUCTION)
+AUDIT_CHAIN_KEY_ID = key_rules.key_id_check(env.str("AUDIT_CHAIN_KEY_ID", default="1"))
+AUDIT_CHAIN_RETIRED_KEYS = key_rules.retired_chain_keys_parse(
+    env.str("AUDIT_CHAIN_RETIRED_KEYS", default="{}"),
+    current_id=AUDIT_CHAIN_KEY_ID,
+    production=IS_PRODUCTION,
+)
+AUDIT_CHAIN_KEYS: dict[str, str] = key_rules.chain_keys(
+    current_id=AUDIT_CHAIN_KEY_ID, current_key=AUDIT_CHAIN_KEY, retired=AUDIT_CHAIN_RETIRED_KEYS
+)
+# Checkpoints are signed with Ed25519: verifying them needs only the public key, which
+# auditors may hold, and every checkpoint file carries it. A signing key that was replaced
+# stays trusted for the checkpoints it signed through AUDIT_RETIRED_PUBLIC_KEYS.
+AUDIT_SIGNING_KEY = key_rules.signing_key_check(AUDIT_SIGNING_KEY, production=IS_PRODUCTION)
+AUDIT_PUBLIC_KEY = key_rules.public_key_check(
+    env.str("AUDIT_PUBLIC_KEY", default=""), signing_key=AUDIT_SIGNING_KEY
+)
+AUDIT_TRUSTED_PUBLIC_KEYS: list[str] = key_rules.trusted_public_keys(
+    current=AUDIT_PUBLIC_KEY, retired=env.list("AUDIT_RETIRED_PUBLIC_KEYS", default=[])
+)
+# Where checkpoints go, outside the database: file:///absolute/dir or s3://bucket/prefix.
+AUDIT_CHECKPOINT_SINKS: list[str] = key_rules.checkpoint_sinks_check(
+    env.list(
+        "AUDIT_CHECKPOINT_SINKS",
+        default=[] if IS_PRODUCTION else [f"file://{BASE_DIR / 'var' / 'checkpoints'}"],
+    ),
+    production=IS_PRODUCTION,
+)
+# The auditors who receive the daily verification email with the signed head.
+AUDITOR_EMAILS = env.list("AUDITOR_EMAILS", default=[])
+# An entry stamped later than now plus this is a violation (clocks drift a little).
+AUDIT_CLOCK_SKEW_SECONDS = key_rules.clock_skew_check(
+    env.int("AUDIT_CLOCK_SKEW_SECONDS", default=300)
+)
 
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["*"])

@@ -1,6 +1,7 @@
 """The deployment files: docker-compose.yml (parsed, no Docker engine here), .env.example,
 the Procfile and scripts/run_flower.sh."""
 
+import base64
 import os
 import re
 import shlex
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from project import key_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ["migrate", "web", "worker", "beat", "flower"]
@@ -183,17 +186,25 @@ def test_env_example_defines_every_variable_the_compose_file_uses():
     assert not missing
 
 
-def test_the_app_containers_settings_load_from_env_example_alone(services):
-    """What a web container gets: .env (here .env.example) plus the compose environment."""
-    example = env_example()
+# What an operator fills in after copying .env.example: production refuses the audit keys'
+# placeholders, which are published in the repository.
+FILLED_IN = {
+    "AUDIT_CHAIN_KEY": "k" * 48,
+    "AUDIT_SIGNING_KEY": base64.b64encode(bytes(range(1, 33))).decode(),
+}
+
+
+def container_check(services, name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``manage.py check`` with what the service's container gets: .env (here ``env``) plus
+    the compose environment."""
     container_env = {
-        **example,
+        **env,
         **{
-            key: interpolate(str(value), example)
-            for key, value in services["web"]["environment"].items()
+            key: interpolate(str(value), env)
+            for key, value in services[name]["environment"].items()
         },
     }
-    result = subprocess.run(  # noqa: S603
+    return subprocess.run(  # noqa: S603
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
         env={"PATH": os.environ["PATH"], **container_env},
@@ -203,7 +214,33 @@ def test_the_app_containers_settings_load_from_env_example_alone(services):
         timeout=120,
     )
 
+
+@pytest.mark.parametrize("name", ["web", "flower"])
+def test_the_app_containers_settings_load_from_env_example_with_its_keys_filled_in(services, name):
+    result = container_check(services, name, {**env_example(), **FILLED_IN})
+
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("placeholder", sorted(FILLED_IN))
+def test_an_env_example_copied_without_filling_in_the_audit_keys_is_refused(services, placeholder):
+    filled_in = {key: value for key, value in FILLED_IN.items() if key != placeholder}
+    result = container_check(services, "web", {**env_example(), **filled_in})
+
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {placeholder} " in result.stderr
+
+
+def test_the_example_chain_key_is_the_one_production_refuses():
+    assert env_example()["AUDIT_CHAIN_KEY"] == key_rules.EXAMPLE_CHAIN_KEY
+
+
+def test_compose_refuses_to_start_without_the_audit_keys_and_keeps_checkpoints_on_disk(services):
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        for variable in ("AUDIT_CHAIN_KEY", "AUDIT_SIGNING_KEY", "SITE_URL"):
+            assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", environment[variable]), name
+        assert environment["AUDIT_CHECKPOINT_SINKS"].startswith("file:///"), name
 
 
 def procfile() -> dict[str, str]:
