@@ -101,6 +101,14 @@ def test_production_starts_when_every_secret_is_set():
     assert result.returncode == 0, result.stderr
 
 
+def test_check_deploy_away_from_the_database_warns_and_does_not_crash():
+    result = _production(DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere")
+
+    assert result.returncode == 0, result.stderr
+    assert "auditing.W002" in result.stderr
+    assert "Could not check that the audit trail is append-only" in result.stderr
+
+
 def test_an_unknown_environment_name_is_refused():
     result = _run({"DJANGO_ENV": "staging"})
     assert result.returncode != 0
