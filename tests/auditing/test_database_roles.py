@@ -1,0 +1,309 @@
+"""``setup_database_roles``: the application's role may read and add to the audit trail, and
+cannot change it even when the owner has switched the append-only triggers off.
+
+The role logs in over its own connection (trust authentication on 127.0.0.1), so the data
+it sees must be committed: these tests are transactional, and drop their roles afterwards.
+"""
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from django.db import connection, transaction
+from psycopg2 import errors, sql
+
+from auditing.enforcement import APPEND_ONLY_TABLES
+from auditing.models import AuditEntry
+from auditing.services import audit_entry_append
+from tests.commands import command_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = "setup_database_roles"
+UPDATES = {
+    "auditing_auditentry": "UPDATE auditing_auditentry SET action = 'rewritten' WHERE sequence = 2",
+    "auditing_checkpoint": "UPDATE auditing_checkpoint SET id = id",
+}
+
+
+def _owner_sql(statement: str, params=None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _role_exists(name: str) -> bool:
+    return bool(_owner_sql("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]))
+
+
+def _triggers(switch: str) -> None:
+    """As the owner, committed: what an owner can do and the application's role cannot."""
+    for table in APPEND_ONLY_TABLES:
+        _owner_sql(f"ALTER TABLE {table} {switch} TRIGGER USER")
+
+
+@pytest.fixture
+def role_name(transactional_db) -> Iterator[str]:
+    """A role name no other test run uses; the role, its grants and the triggers' state are
+    put back afterwards."""
+    name = f"test_app_{uuid.uuid4().hex[:12]}"
+    yield name
+    _triggers("ENABLE")
+    _owner_sql("REVOKE UPDATE ON auditing_auditentry FROM PUBLIC")
+    if _role_exists(name):
+        _owner_sql(f'REASSIGN OWNED BY "{name}" TO current_user')
+        _owner_sql(f'DROP OWNED BY "{name}"')
+        _owner_sql(f'DROP ROLE "{name}"')
+
+
+@pytest.fixture
+def connect_as() -> Iterator[Callable[[str], "psycopg2.extensions.connection"]]:
+    """Open a connection to the test database as another role, closed afterwards."""
+    opened = []
+
+    def connect(role: str):
+        settings = connection.settings_dict
+        app = psycopg2.connect(
+            dbname=settings["NAME"],
+            host=settings["HOST"] or "127.0.0.1",
+            port=settings["PORT"] or 5432,
+            user=role,
+        )
+        app.autocommit = True  # each refused statement on its own
+        opened.append(app)
+        return app
+
+    yield connect
+    for app in opened:
+        app.close()
+
+
+def _refused(app, statement: str, message: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege, match=message), app.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def _entry_copy_sql() -> sql.Composed:
+    """Insert a copy of the newest entry as the next one, whatever the table's columns: the
+    role's INSERT is what is tested, not the chain."""
+    columns = [
+        row[0]
+        for row in _owner_sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'auditing_auditentry' ORDER BY ordinal_position"
+        )
+    ]
+    # Linked to the newest entry, with a hash of its own (hashes are unique).
+    changed = {
+        "sequence": sql.SQL("sequence + 1"),
+        "previous_hash": sql.SQL("current_hash"),
+        "current_hash": sql.SQL("md5(random()::text) || md5(random()::text)"),
+    }
+    values = [changed.get(column, sql.Identifier(column)) for column in columns]
+    return sql.SQL(
+        "INSERT INTO auditing_auditentry ({}) SELECT {} FROM auditing_auditentry "
+        "ORDER BY sequence DESC LIMIT 1"
+    ).format(sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(", ").join(values))
+
+
+def test_the_app_role_cannot_change_the_trail_even_with_the_triggers_off(role_name, connect_as):
+    for n in range(3):
+        audit_entry_append(action="chain.grew", actor=None, data={"n": n})
+    run = command_run(COMMAND, "--app-role", role_name)
+    _triggers("DISABLE")
+    # The owner could now rewrite the trail (shown in a transaction rolled back).
+    with transaction.atomic():
+        assert AuditEntry.objects.filter(sequence=2).update(action="rewritten") == 1
+        transaction.set_rollback(True)
+
+    app = connect_as(role_name)
+    with app.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM auditing_auditentry")
+        assert cursor.fetchone() == (3,)
+        cursor.execute(_entry_copy_sql())
+        assert cursor.rowcount == 1
+        cursor.execute("SELECT count(*) FROM auditing_checkpoint")
+        # Adding a checkpoint: the privilege, and its id sequence.
+        cursor.execute("INSERT INTO auditing_checkpoint SELECT * FROM auditing_checkpoint LIMIT 0")
+        cursor.execute("SELECT nextval(pg_get_serial_sequence('auditing_checkpoint', 'id'))")
+    assert AuditEntry.objects.count() == 4
+
+    for table, update in UPDATES.items():
+        denied = f"permission denied for table {table}"
+        _refused(app, update, denied)
+        _refused(app, f"DELETE FROM {table}", denied)  # noqa: S608 - constant names
+        _refused(app, f"TRUNCATE {table}", denied)
+        _refused(app, f"ALTER TABLE {table} ENABLE TRIGGER USER", f"must be owner of table {table}")
+        _refused(app, f"DROP TABLE {table}", f"must be owner of table {table}")
+    assert AuditEntry.objects.count() == 4
+    assert set(AuditEntry.objects.values_list("action", flat=True)) == {"chain.grew"}
+    assert f"created role {role_name} (LOGIN, no password)" in run.stdout
+
+
+def test_the_app_role_reads_and_writes_every_other_table(role_name, connect_as):
+    command_run(COMMAND, "--app-role", role_name)
+
+    app = connect_as(role_name)
+    with app.cursor() as cursor:
+        for table, column in (
+            ("payments_agent", "id"),
+            ("auditing_verificationrun", "id"),
+            ("django_session", "session_key"),
+        ):
+            cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - constant names
+            cursor.execute(f"UPDATE {table} SET {column} = {column}")  # noqa: S608
+            cursor.execute(f"DELETE FROM {table} WHERE false")  # noqa: S608
+
+
+def test_running_again_changes_nothing_and_sets_the_password_from_the_environment(
+    role_name, monkeypatch
+):
+    monkeypatch.setenv("CASH_APP_DB_PASSWORD", "s3cret-pw")
+    first = command_run(COMMAND, "--app-role", role_name, "--password-env", "CASH_APP_DB_PASSWORD")
+    second = command_run(COMMAND, "--app-role", role_name, "--password-env", "CASH_APP_DB_PASSWORD")
+
+    assert f"created role {role_name} (LOGIN, password from $CASH_APP_DB_PASSWORD)" in first.stdout
+    assert (
+        f"role {role_name} exists: LOGIN, password set from $CASH_APP_DB_PASSWORD" in second.stdout
+    )
+    for run in (first, second):
+        assert "s3cret-pw" not in run.stdout + run.stderr
+        assert "granted SELECT, INSERT on auditing_auditentry" in run.stdout
+        assert "revoked UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES on auditing_checkpoint" in (
+            run.stdout
+        )
+        assert run.stdout.splitlines()[-1].startswith(f"Role {role_name} is set up")
+    [(can_login, stored)] = _owner_sql(
+        "SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", [role_name]
+    )
+    assert can_login
+    # Hashed before it was sent: the server (and its statement log) never saw it in clear.
+    assert stored.startswith(("SCRAM-SHA-256$", "md5"))
+    # One line per action, the same actions the second time.
+    assert len(first.stdout.splitlines()) == len(second.stdout.splitlines())
+
+
+def test_dry_run_prints_the_sql_and_changes_nothing(role_name, monkeypatch):
+    monkeypatch.setenv("CASH_APP_DB_PASSWORD", "s3cret-pw")
+
+    run = command_run(
+        COMMAND, "--app-role", role_name, "--password-env", "CASH_APP_DB_PASSWORD", "--dry-run"
+    )
+
+    lines = run.stdout.splitlines()
+    assert lines[0] == (
+        f'CREATE ROLE "{role_name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+        "PASSWORD <the password in $CASH_APP_DB_PASSWORD>;"
+    )
+    assert (
+        'REVOKE UPDATE, DELETE, TRUNCATE, TRIGGER, REFERENCES ON TABLE "public".'
+        f'"auditing_auditentry" FROM "{role_name}";'
+    ) in lines
+    assert (
+        f'GRANT SELECT, INSERT ON TABLE "public"."auditing_checkpoint" TO "{role_name}";' in lines
+    )
+    assert lines[-1] == "Dry run: nothing was changed."
+    assert "s3cret-pw" not in run.stdout
+    assert not _role_exists(role_name)
+
+
+@pytest.mark.parametrize("name", ["App", "1app", "app;drop role postgres", "a" * 64, ""])
+def test_a_bad_role_name_exits_2_and_writes_nothing(name):
+    run = command_run(COMMAND, "--app-role", name, expect_exit=2)
+
+    assert "is not a plain role name" in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_password_variable_that_is_not_set_exits_2(role_name, monkeypatch):
+    monkeypatch.delenv("CASH_APP_DB_PASSWORD", raising=False)
+
+    run = command_run(
+        COMMAND, "--app-role", role_name, "--password-env", "CASH_APP_DB_PASSWORD", expect_exit=2
+    )
+
+    assert "--password-env names CASH_APP_DB_PASSWORD, which is not set or empty" in run.stderr
+    assert not _role_exists(role_name)
+
+
+def test_the_owner_itself_is_refused():
+    [(owner,)] = _owner_sql("SELECT current_user")
+
+    run = command_run(COMMAND, "--app-role", owner, expect_exit=2)
+
+    assert "which owns the tables and may switch the triggers off" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("make_unsafe", "message"),
+    [
+        ('CREATE ROLE "{role}" LOGIN SUPERUSER', "is a superuser or may create roles"),
+        ('CREATE ROLE "{role}" LOGIN CREATEROLE', "is a superuser or may create roles"),
+        ('CREATE ROLE "{role}" LOGIN IN ROLE current_user', "which owns the audit tables"),
+    ],
+    ids=["superuser", "createrole", "member-of-the-owner"],
+)
+def test_a_role_that_could_give_itself_the_owners_rights_is_refused(
+    role_name, make_unsafe, message
+):
+    [(owner,)] = _owner_sql("SELECT current_user")
+    _owner_sql(make_unsafe.format(role=role_name).replace("current_user", f'"{owner}"'))
+
+    run = command_run(COMMAND, "--app-role", role_name, expect_exit=2)
+
+    assert message in run.stderr
+    assert not _owner_sql(
+        "SELECT 1 FROM information_schema.role_table_grants WHERE grantee = %s", [role_name]
+    )
+
+
+def test_a_privilege_held_through_public_is_refused_and_nothing_is_changed(role_name):
+    _owner_sql("GRANT UPDATE ON auditing_auditentry TO PUBLIC")
+
+    run = command_run(COMMAND, "--app-role", role_name, expect_exit=1)
+
+    assert (
+        f"Role {role_name} would still hold UPDATE on auditing_auditentry, through PUBLIC or a "
+        "role it belongs to" in run.stderr
+    )
+    assert not _role_exists(role_name)
+
+
+def test_from_the_shell_a_bad_name_is_one_line_and_exit_code_2():
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "manage.py", COMMAND, "--app-role", "Bad-Name"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "CommandError: --app-role 'Bad-Name' is not a plain role name: use lowercase letters, "
+        "digits and _, starting with a letter or _ (at most 63)."
+    ]
+
+
+def test_help_says_to_run_it_as_the_owner_after_each_migrate_and_gives_the_exit_codes():
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "manage.py", COMMAND, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "Run it as the role that owns the tables" in text
+    assert "again after each migrate" in text
+    assert "--password-env VAR" in text
+    assert "2 bad arguments" in text
