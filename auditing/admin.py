@@ -21,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect, StreamingHtt
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -290,7 +290,8 @@ class VerificationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def duration(self, run: VerificationRun) -> str:
         if run.duration_ms is None:
             return "-"
-        return gettext("%(seconds)s s") % {"seconds": f"{run.duration_ms / 1000:.3f}"}
+        seconds = formats.number_format(run.duration_ms / 1000, decimal_pos=3)
+        return gettext("%(seconds)s s") % {"seconds": seconds}
 
     @admin.display(description=_("sequences checked"))
     def sequence_ranges(self, run: VerificationRun) -> str:
