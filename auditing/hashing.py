@@ -1,15 +1,16 @@
-"""The canonical serialization and HMAC of an audit entry, documented in auditing/README.md."""
+"""An entry's data made canonical when it is written, and its HMAC from the ORM object.
+
+The rules themselves live in auditing/chain.py and auditing/README.md."""
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+
+from auditing.chain import canonical_bytes, entry_hmac, timestamp_format
 
 HASHED_FIELDS = (
     "sequence",
@@ -24,10 +25,7 @@ HASHED_FIELDS = (
 )
 
 
-def format_timestamp(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("audit timestamps must be timezone-aware")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+format_timestamp = timestamp_format
 
 
 def normalize_data(value: Any) -> Any:
@@ -60,12 +58,6 @@ def normalize_data(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in audit data")
 
 
-def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
-    return json.dumps(
-        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def hashed_payload(entry) -> dict[str, Any]:
     return {
         "sequence": entry.sequence,
@@ -81,5 +73,8 @@ def hashed_payload(entry) -> dict[str, Any]:
 
 
 def compute_entry_hash(entry) -> str:
-    key = settings.AUDIT_CHAIN_KEY.encode("utf-8")
-    return hmac.new(key, canonical_bytes(hashed_payload(entry)), hashlib.sha256).hexdigest()
+    """The HMAC of an entry under its own key (``entry.key_id``), as auditing/chain.py
+    computes it from the stored row."""
+    return entry_hmac(
+        canonical_bytes(hashed_payload(entry)), settings.AUDIT_CHAIN_KEYS[entry.key_id]
+    )

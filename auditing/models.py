@@ -1,7 +1,13 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
-GENESIS_HASH = "0" * 64
+from auditing.chain import GENESIS_HASH, ViolationKind
+
+__all__ = ["GENESIS_HASH", "AuditEntry", "Checkpoint", "VerificationFinding", "VerificationRun"]
+
+# The key id of the entries written before keys had ids: they were all under AUDIT_CHAIN_KEY.
+FIRST_KEY_ID = "1"
 
 
 class AuditEntry(models.Model):
@@ -25,6 +31,8 @@ class AuditEntry(models.Model):
     data = models.JSONField(default=dict, blank=True)
     previous_hash = models.CharField(max_length=64)
     current_hash = models.CharField(max_length=64, unique=True)
+    # Which of settings.AUDIT_CHAIN_KEYS made current_hash: keys rotate, entries keep theirs.
+    key_id = models.CharField(max_length=32, default=FIRST_KEY_ID, editable=False)
 
     class Meta:
         ordering = ["sequence"]
@@ -34,6 +42,31 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} by {self.actor_name}"
+
+
+class Checkpoint(models.Model):
+    """A signed head of the chain, as a verification found it intact (auditing/chain.py).
+
+    The trusted copies are outside the database (settings.AUDIT_CHECKPOINT_SINKS); this
+    append-only copy is for the admin and for a deployment whose files were lost. Each is
+    checked by its signature, never trusted because of where it was read.
+    """
+
+    sequence = models.PositiveBigIntegerField(editable=False)
+    head_hash = models.CharField(max_length=64, editable=False)
+    entry_count = models.PositiveBigIntegerField(editable=False)
+    signed_at = models.DateTimeField(editable=False)
+    public_key = models.CharField(max_length=64, editable=False)
+    signature = models.CharField(max_length=128, editable=False)
+
+    class Meta:
+        ordering = ["-sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["sequence", "signed_at"], name="checkpoint_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Checkpoint at #{self.sequence} ({self.head_hash[:12]})"
 
 
 class VerificationRun(models.Model):
@@ -53,12 +86,78 @@ class VerificationRun(models.Model):
     )
     head_hash = models.CharField(max_length=64, blank=True)
     intact = models.BooleanField(null=True)
-    violations = models.JSONField(default=list, blank=True)
+    issue_count = models.PositiveIntegerField(default=0)
+    # The sequence ranges checked entry by entry, e.g. [[1, 120], [4000, 4211]].
+    ranges = models.JSONField(default=list, blank=True)
+    last_good_checkpoint = models.ForeignKey(
+        "Checkpoint",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The newest checkpoint that still matched the chain: checks started there.",
+    )
+    checkpoint = models.ForeignKey(
+        "Checkpoint",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The checkpoint this run signed, when it found the chain intact.",
+    )
+    error = models.TextField(
+        blank=True, help_text="Why the run could not complete; empty when it did."
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
+        if self.error:
+            return f"Verification #{self.pk} (could not complete)"
         verdict = {True: "intact", False: "TAMPERING", None: "unfinished"}[self.intact]
         return f"Verification #{self.pk} ({verdict})"
+
+
+class VerificationFinding(models.Model):
+    """One violation a run found, in the order it was found."""
+
+    KIND_LABELS = {
+        ViolationKind.GAP: _("gap in the sequence (entries are missing)"),
+        ViolationKind.CONTENT_MISMATCH: _("content mismatch (the entry was changed)"),
+        ViolationKind.BROKEN_LINK: _(
+            "broken link (an entry before it was removed, inserted or replaced)"
+        ),
+        ViolationKind.UNDECODABLE: _("unreadable entry"),
+        ViolationKind.UNKNOWN_KEY: _("unknown key id"),
+        ViolationKind.TIMESTAMP_REGRESSION: _("timestamp earlier than the entry before it"),
+        ViolationKind.TIMESTAMP_IN_FUTURE: _("timestamp in the future"),
+        ViolationKind.TRUNCATED: _("truncated (the newest entries were removed)"),
+        ViolationKind.CHECKPOINT_MISMATCH: _("checkpoint no longer matches the chain"),
+        ViolationKind.CHECKPOINT_INVALID: _("invalid checkpoint"),
+        ViolationKind.ENFORCEMENT_OFF: _("append-only enforcement off"),
+    }
+
+    run = models.ForeignKey(VerificationRun, on_delete=models.CASCADE, related_name="findings")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(
+        max_length=32, choices=[(kind.value, label) for kind, label in KIND_LABELS.items()]
+    )
+    sequence = models.PositiveBigIntegerField(null=True, blank=True)
+    timestamp = models.DateTimeField(null=True, blank=True)
+    expected = models.TextField(blank=True)
+    stored = models.TextField(blank=True)
+    detail = models.TextField()
+    reference = models.CharField(
+        max_length=300, blank=True, help_text="The checkpoint a checkpoint finding is about."
+    )
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="finding_position_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at #{self.sequence}"

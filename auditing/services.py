@@ -1,15 +1,23 @@
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from auditing.chain import GENESIS_HASH, SignedCheckpoint, Violation, checkpoint_sign
+from auditing.chain import Checkpoint as ChainCheckpoint
+from auditing.checkpoints import DatabaseCopy, configured_sinks
 from auditing.hashing import compute_entry_hash, normalize_data
-from auditing.models import GENESIS_HASH, AuditEntry, VerificationRun
-from auditing.selectors import ChainHead
-from auditing.verification import VerificationResult, Violation
+from auditing.models import AuditEntry, Checkpoint, VerificationFinding, VerificationRun
+from auditing.selectors import CHECKPOINT_ACKNOWLEDGED, ChainHead
+from auditing.verification import VerificationResult
+
+logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR_NAME = "system"
 
@@ -53,6 +61,7 @@ def audit_entry_append(
             subject_type=subject._meta.label_lower if subject is not None else "",
             subject_id=str(subject.pk) if subject is not None else "",
             data=normalized,
+            key_id=settings.AUDIT_CHAIN_KEY_ID,
         )
         entry.current_hash = compute_entry_hash(entry)
         entry.save(force_insert=True)
@@ -68,8 +77,8 @@ def verification_run_start(
     range_end: dt.date | None,
     head: ChainHead | None,
 ) -> VerificationRun:
-    """Record a run as it starts, with the chain's head it sees: later runs compare their
-    head with it to detect truncation."""
+    """Record a run as it starts, with the chain's head it sees (for the record: truncation
+    is shown by the signed checkpoints, which the database's owner cannot rewrite)."""
     return VerificationRun.objects.create(
         started_at=started_at,
         trigger=str(trigger),
@@ -81,20 +90,134 @@ def verification_run_start(
     )
 
 
+FINDINGS_BATCH = 2000
+
+
 def verification_run_finish(
     *,
     run: VerificationRun,
     result: VerificationResult,
     violations: Sequence[Violation],
     duration_ms: int,
+    last_good_checkpoint: Checkpoint | None = None,
 ) -> VerificationRun:
-    """Store what the run checked and found. ``violations``: the chain's, and a truncation."""
-    run.finished_at = timezone.now()
-    run.entries_checked = result.entries_checked
-    run.first_sequence = result.first_sequence
-    run.last_sequence = result.last_sequence
-    run.intact = not violations
-    run.violations = [violation.as_dict() for violation in violations]
-    run.duration_ms = duration_ms
-    run.save()
+    """Store what the run checked and found. ``violations``: the chain's, the checkpoints'
+    and the enforcement's, in the order they are reported."""
+    with transaction.atomic():
+        run.finished_at = timezone.now()
+        run.entries_checked = result.entries_checked
+        run.first_sequence = result.first_sequence
+        run.last_sequence = result.last_sequence
+        run.ranges = [list(sequences) for sequences in result.ranges]
+        run.intact = not violations
+        run.issue_count = len(violations)
+        run.last_good_checkpoint = last_good_checkpoint
+        run.duration_ms = duration_ms
+        run.save()
+        for offset in range(0, len(violations), FINDINGS_BATCH):
+            VerificationFinding.objects.bulk_create(
+                VerificationFinding(
+                    run=run,
+                    position=position,
+                    kind=violation.kind,
+                    sequence=violation.sequence,
+                    timestamp=violation.timestamp,
+                    expected=violation.expected,
+                    stored=violation.stored,
+                    detail=violation.detail,
+                    reference=violation.reference[:300],
+                )
+                for position, violation in enumerate(
+                    violations[offset : offset + FINDINGS_BATCH], start=offset + 1
+                )
+            )
     return run
+
+
+def verification_run_fail(*, run: VerificationRun, error: str, duration_ms: int) -> VerificationRun:
+    """The run could not complete: it says so, and why, instead of staying unfinished."""
+    run.finished_at = timezone.now()
+    run.intact = None
+    run.error = error
+    run.duration_ms = duration_ms
+    run.save(update_fields=["finished_at", "intact", "error", "duration_ms"])
+    return run
+
+
+def verification_run_checkpoint_attach(*, run: VerificationRun, checkpoint: Checkpoint) -> None:
+    run.checkpoint = checkpoint
+    run.save(update_fields=["checkpoint"])
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    """Where a new checkpoint went: ``row`` is the database's copy; ``failures`` the sinks
+    that could not keep it, each with its reason."""
+
+    signed: SignedCheckpoint
+    row: Checkpoint
+    written_to: tuple[str, ...]
+    failures: tuple[tuple[str, str], ...]
+
+
+def checkpoint_sign_and_store(*, head: ChainHead, signed_at: dt.datetime) -> CheckpointWritten:
+    """Sign the head a verification found intact, and keep it in every sink."""
+    signed = checkpoint_sign(
+        ChainCheckpoint(
+            sequence=head.sequence,
+            head_hash=head.current_hash,
+            entry_count=head.sequence,
+            signed_at=signed_at,
+        ),
+        signing_key=settings.AUDIT_SIGNING_KEY,
+    )
+    row = DatabaseCopy().write(signed)
+    written_to, failures = [], []
+    for sink in configured_sinks():
+        try:
+            sink.write(signed)
+        except Exception as error:  # noqa: BLE001 - every sink's failure is reported, none stops the others
+            logger.error(
+                "Checkpoint #%s not written to %s: %s", head.sequence, sink.location, error
+            )
+            failures.append((sink.location, str(error) or type(error).__name__))
+        else:
+            written_to.append(sink.location)
+    return CheckpointWritten(
+        signed=signed, row=row, written_to=tuple(written_to), failures=tuple(failures)
+    )
+
+
+REASON_MAX_LENGTH = 1000
+
+
+class InvalidAcknowledgement(ValueError):
+    pass
+
+
+def checkpoint_finding_acknowledge(
+    *, finding: VerificationFinding, reason: str, actor: AbstractBaseUser
+) -> AuditEntry:
+    """An administrator looked into a checkpoint finding and says why it may rest.
+
+    The acknowledgement is an audit entry: HMAC-chained like any other, so it cannot be
+    forged without the key, and verification only honours one whose hash holds.
+    """
+    reason = (reason or "").strip()
+    if not finding.reference:
+        raise InvalidAcknowledgement("Only a checkpoint finding can be acknowledged.")
+    if not reason:
+        raise InvalidAcknowledgement("Say why this finding may be acknowledged.")
+    if len(reason) > REASON_MAX_LENGTH:
+        raise InvalidAcknowledgement(f"Keep the reason under {REASON_MAX_LENGTH} characters.")
+    return audit_entry_append(
+        action=CHECKPOINT_ACKNOWLEDGED,
+        actor=actor,
+        subject=finding.run,
+        data={
+            "reference": finding.reference,
+            "kind": finding.kind,
+            "sequence": finding.sequence,
+            "reason": reason,
+        },
+    )

@@ -1,56 +1,56 @@
-"""Verification of the hash chain: every entry's HMAC, every link, and sequence gaps.
+"""Verification of the hash chain by position: ranges of sequence numbers, never a time
+column, checked with the rules of auditing/chain.py.
 
-Rows are streamed in sequence order, so memory stays constant whatever the chain's size.
+Rows are read as text through a server-side cursor, so memory stays constant whatever the
+chain's size, and a malformed value (a timestamp of 'infinity', JSON nested thousands of
+levels deep) is a violation naming its entry instead of an exception in the driver.
 """
 
 import datetime as dt
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
-from auditing.hashing import compute_entry_hash
-from auditing.models import GENESIS_HASH, AuditEntry, VerificationRun
-from auditing.selectors import audit_entry_get, audit_sequences_in_period
+from auditing.chain import (
+    COLUMNS_AS_TEXT,
+    GENESIS,
+    Anchor,
+    ChainChecker,
+    StoredRow,
+    Undecodable,
+    Violation,
+    ViolationKind,
+    timestamp_parse,
+)
+from auditing.selectors import audit_chain_head
 
-STREAM_CHUNK_SIZE = 2000
+__all__ = [
+    "CHAIN_START",
+    "Violation",
+    "ViolationKind",
+    "VerificationResult",
+    "chain_verify",
+    "chain_verify_ranges",
+    "period_sequences",
+    "ranges_merge",
+]
 
+STREAM_CHUNK_SIZE = 5000
+# Where a check of the whole chain starts. The application writes 1 first, but a tampered
+# row may hold 0 (the column refuses negatives): starting at 0 reads it too.
+CHAIN_START = 0
 
-class ViolationKind(StrEnum):
-    CONTENT_MISMATCH = "content_mismatch"
-    BROKEN_LINK = "broken_link"
-    GAP = "gap"
-    # The chain is shorter than an earlier run saw it (see chain_truncation_check).
-    TRUNCATED = "truncated"
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One finding. ``detail`` is the English sentence kept with the run; a truncation
-    also names the earlier run whose recorded head shows it (``seen_run``, ``seen_at``)."""
-
-    sequence: int
-    timestamp: dt.datetime | None
-    kind: ViolationKind
-    expected: str
-    stored: str
-    detail: str
-    seen_run: int | None = None
-    seen_at: dt.datetime | None = None
-
-    def as_dict(self) -> dict:
-        """The row stored with the run: times in local ISO 8601."""
-        row = {
-            "sequence": self.sequence,
-            "timestamp": _local_iso(self.timestamp),
-            "kind": str(self.kind),
-            "expected": self.expected,
-            "stored": self.stored,
-            "detail": self.detail,
-        }
-        if self.seen_run is not None:
-            row.update(seen_run=self.seen_run, seen_at=_local_iso(self.seen_at))
-        return row
+_ROWS_SQL = (
+    f"SELECT {COLUMNS_AS_TEXT} FROM auditing_auditentry "  # noqa: S608 - constant columns
+    "WHERE sequence >= %s AND sequence <= %s ORDER BY sequence"
+)
+_ANCHOR_SQL = (
+    "SELECT sequence, current_hash, CAST(timestamp AS text) FROM auditing_auditentry "
+    "WHERE sequence < %s ORDER BY sequence DESC LIMIT 1"
+)
 
 
 @dataclass
@@ -60,6 +60,7 @@ class VerificationResult:
     last_sequence: int | None = None
     head_hash: str | None = None
     violations: list[Violation] = field(default_factory=list)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
@@ -67,153 +68,135 @@ class VerificationResult:
 
 
 def chain_verify(
-    *, start_sequence: int | None = None, end_sequence: int | None = None
+    *,
+    start_sequence: int | None = None,
+    end_sequence: int | None = None,
+    now: dt.datetime | None = None,
 ) -> VerificationResult:
-    """Verify entries with ``start_sequence <= sequence <= end_sequence`` (open ends allowed).
+    """Verify entries with ``start_sequence <= sequence <= end_sequence`` (open ends: the
+    first entry, the head).
 
-    The first entry in range is also linked against the entry just before the range,
-    so a range that starts mid-chain raises no false alarm and still catches a bad link.
+    The first entry in range is linked against the entry just before the range, so a range
+    that starts mid-chain raises no false alarm and still catches a bad link.
     """
-    entries = AuditEntry.objects.order_by("sequence")
-    if start_sequence is not None:
-        entries = entries.filter(sequence__gte=start_sequence)
-    if end_sequence is not None:
-        entries = entries.filter(sequence__lte=end_sequence)
+    if end_sequence is None:
+        head = audit_chain_head()
+        if head is None:
+            return VerificationResult()
+        end_sequence = head.sequence
+    return chain_verify_ranges([(start_sequence or CHAIN_START, end_sequence)], now=now)
 
-    before = None
-    if start_sequence is not None and start_sequence > 1:
-        before = (
-            AuditEntry.objects.filter(sequence__lt=start_sequence)
-            .order_by("-sequence")
-            .values("sequence", "current_hash")
-            .first()
-        )
-    if before:
-        expected_previous_hash, expected_sequence = before["current_hash"], before["sequence"] + 1
-    else:
-        # Nothing before the range: the range must start the chain.
-        expected_previous_hash, expected_sequence = GENESIS_HASH, 1
 
+def chain_verify_ranges(
+    ranges: Iterable[tuple[int, int]], *, now: dt.datetime | None = None
+) -> VerificationResult:
+    """Verify each range of sequences (merged first, so no entry is checked twice)."""
+    latest_allowed = (now or timezone.now()) + dt.timedelta(
+        seconds=settings.AUDIT_CLOCK_SKEW_SECONDS
+    )
     result = VerificationResult()
-    for entry in entries.iterator(chunk_size=STREAM_CHUNK_SIZE):
-        if result.first_sequence is None:
-            result.first_sequence = entry.sequence
-        if entry.sequence != expected_sequence:
-            result.violations.append(
-                Violation(
-                    sequence=entry.sequence,
-                    timestamp=entry.timestamp,
-                    kind=ViolationKind.GAP,
-                    expected=str(expected_sequence),
-                    stored=str(entry.sequence),
-                    detail=_gap_detail(expected_sequence, entry.sequence),
-                )
-            )
-        recomputed = compute_entry_hash(entry)
-        if recomputed != entry.current_hash:
-            result.violations.append(
-                Violation(
-                    sequence=entry.sequence,
-                    timestamp=entry.timestamp,
-                    kind=ViolationKind.CONTENT_MISMATCH,
-                    expected=recomputed,
-                    stored=entry.current_hash,
-                    detail="the entry's content does not match its stored hash",
-                )
-            )
-        if entry.previous_hash != expected_previous_hash:
-            result.violations.append(
-                Violation(
-                    sequence=entry.sequence,
-                    timestamp=entry.timestamp,
-                    kind=ViolationKind.BROKEN_LINK,
-                    expected=expected_previous_hash,
-                    stored=entry.previous_hash,
-                    detail="previous_hash does not match the preceding entry's hash",
-                )
-            )
-        # Link to the stored hash, so one altered entry is reported once, at that entry.
-        expected_previous_hash = entry.current_hash
-        expected_sequence = entry.sequence + 1
-        result.entries_checked += 1
-        result.last_sequence = entry.sequence
-        result.head_hash = entry.current_hash
+    for start, end in ranges_merge(ranges):
+        checker = ChainChecker(
+            anchor=_anchor_before(start),
+            keys=settings.AUDIT_CHAIN_KEYS,
+            latest_allowed=latest_allowed,
+        )
+        for row in _rows(start, end):
+            checker.feed(row)
+        result.ranges.append((start, end))
+        result.entries_checked += checker.entries_checked
+        result.violations.extend(checker.findings)
+        if checker.first_sequence is not None and result.first_sequence is None:
+            result.first_sequence = checker.first_sequence
+        if checker.last_sequence is not None:
+            result.last_sequence, result.head_hash = checker.last_sequence, checker.last_hash
     return result
 
 
-def chain_verify_period(
-    *, start: dt.datetime | None = None, end: dt.datetime | None = None
-) -> VerificationResult:
-    """Verify the entries written in ``start <= timestamp < end``.
+def ranges_merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, with overlapping and adjacent ranges joined; empty ranges dropped."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[0] <= r[1]):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
-    The period picks the first and last sequence numbers; everything between them is
-    checked by sequence, so an entry with an odd timestamp cannot hide inside the range.
+
+def period_sequences(
+    *, start: dt.datetime | None, end: dt.datetime | None, head_sequence: int
+) -> tuple[int, int] | None:
+    """The sequences to check for the entries stamped in ``start <= timestamp < end``: from
+    the entry just before the period to the entry just after it.
+
+    Including both neighbours means a period whose entries were all deleted still shows as
+    a gap between them. Timestamps only choose where to look; the check itself goes by
+    sequence, and the tail from the last checkpoint is checked on every run anyway.
     """
-    sequences = audit_sequences_in_period(start=start, end=end)
-    if sequences is None:
-        return VerificationResult()
-    first, last = sequences
-    return chain_verify(start_sequence=first, end_sequence=last)
-
-
-def chain_truncation_check(
-    *, head_sequence: int | None, recorded: VerificationRun | None
-) -> Violation | None:
-    """Compare the head with the highest one an earlier run (``recorded``) saw.
-
-    Lower now: the newest entries were removed. Same height but another hash at the
-    recorded head: entries were removed and the chain appended again from there.
-    """
-    if recorded is None:
-        return None
-    seen_on = f"run #{recorded.pk} on {timezone.localtime(recorded.started_at):%Y-%m-%d %H:%M}"
-    current = head_sequence or 0
-    if recorded.head_sequence > current:
-        first_missing = current + 1
-        missing = (
-            f"entry {first_missing} is"
-            if first_missing == recorded.head_sequence
-            else f"entries {first_missing} to {recorded.head_sequence} are"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT "
+            "(SELECT sequence FROM auditing_auditentry WHERE timestamp < %(start)s "
+            " ORDER BY timestamp DESC, sequence DESC LIMIT 1), "
+            "(SELECT min(sequence) FROM auditing_auditentry "
+            " WHERE timestamp >= %(start)s AND timestamp < %(end)s), "
+            "(SELECT max(sequence) FROM auditing_auditentry "
+            " WHERE timestamp >= %(start)s AND timestamp < %(end)s), "
+            "(SELECT sequence FROM auditing_auditentry WHERE timestamp >= %(end)s "
+            " ORDER BY timestamp, sequence LIMIT 1)",
+            {
+                "start": start or dt.datetime(1, 1, 2, tzinfo=dt.UTC),
+                "end": end or dt.datetime(9999, 12, 30, tzinfo=dt.UTC),
+            },
         )
-        return Violation(
-            sequence=first_missing,
-            timestamp=None,
-            kind=ViolationKind.TRUNCATED,
-            expected=str(recorded.head_sequence),
-            stored=str(current),
-            detail=(
-                f"the chain ends at {current or 'no entry'} but {seen_on} saw it end at "
-                f"{recorded.head_sequence}: {missing} missing from the end"
-            ),
-            seen_run=recorded.pk,
-            seen_at=recorded.started_at,
-        )
-    entry = audit_entry_get(sequence=recorded.head_sequence)
-    if entry is None or entry.current_hash == recorded.head_hash:
-        # A missing entry is a gap: a run whose range covers it reports it.
+        before, first_in, last_in, after = cursor.fetchone()
+    found = [value for value in (before, first_in, last_in, after) if value is not None]
+    if not found:
         return None
-    return Violation(
-        sequence=recorded.head_sequence,
-        timestamp=entry.timestamp,
-        kind=ViolationKind.TRUNCATED,
-        expected=recorded.head_hash,
-        stored=entry.current_hash,
-        detail=(
-            f"{seen_on} recorded another hash for this entry, then the head: the chain "
-            "was cut back and appended again"
-        ),
-        seen_run=recorded.pk,
-        seen_at=recorded.started_at,
+    low = min([value for value in (before, first_in) if value is not None] or found)
+    high = max([value for value in (last_in, after) if value is not None] or found)
+    low, high = min(low, high), max(low, high)
+    return low, min(high, head_sequence)
+
+
+def _anchor_before(start: int) -> Anchor:
+    if start <= 1:
+        return GENESIS
+    with connection.cursor() as cursor:
+        cursor.execute(_ANCHOR_SQL, [start])
+        row = cursor.fetchone()
+    if row is None:
+        # Nothing before the range: its first entry must be the chain's first.
+        return GENESIS
+    sequence, current_hash, timestamp = row
+    return Anchor(
+        sequence=sequence, current_hash=current_hash, timestamp=_timestamp_or_none(timestamp)
     )
 
 
-def _local_iso(value: dt.datetime | None) -> str | None:
-    return timezone.localtime(value).isoformat() if value else None
+def _timestamp_or_none(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return timestamp_parse(_with_offset(text))
+    except Undecodable:
+        return None
 
 
-def _gap_detail(expected: int, found: int) -> str:
-    if found < expected:
-        return f"sequence {found} appears after {expected - 1}"
-    if found == expected + 1:
-        return f"entry {expected} is missing"
-    return f"entries {expected} to {found - 1} are missing"
+def _with_offset(text: str) -> str:
+    # SQLite (the demo only) keeps UTC times without an offset.
+    if connection.vendor == "sqlite" and text[-6] not in "+-" and not text.endswith("Z"):
+        return text + "+00:00"
+    return text
+
+
+def _rows(start: int, end: int) -> Iterator[StoredRow]:
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(_ROWS_SQL, [start, end])
+        while batch := cursor.fetchmany(STREAM_CHUNK_SIZE):
+            for values in batch:
+                row = StoredRow(*values)
+                if connection.vendor == "sqlite" and row.timestamp:
+                    row = replace(row, timestamp=_with_offset(row.timestamp))
+                yield row

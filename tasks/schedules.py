@@ -28,6 +28,7 @@ class ScheduleSpec:
     minute: str
     hour: str
     day_of_month: str = "*"
+    day_of_week: str = "*"
     kwargs: dict[str, Any] = field(default_factory=dict)
     # Shorter than the period: after an outage, stale messages expire instead of piling up.
     expire_seconds: int = HOUR
@@ -58,6 +59,31 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         kwargs={"alert_on_tampering": True, "trigger": "beat"},
         expire_seconds=12 * HOUR,
         overdue_grace_seconds=HOUR,
+    ),
+    # Not tracked by the watchdog: it shares verify_audit_trail's run record, which the
+    # daily run keeps fresh; a missed weekly run is caught up by the next Sunday's.
+    ScheduleSpec(
+        name="verify_audit_trail_full",
+        task="tasks.verify_audit_trail",
+        description="Sundays at 03:00: verify the entire audit hash chain, alert on tampering.",
+        minute="0",
+        hour="3",
+        day_of_week="0",
+        kwargs={"full": True, "alert_on_tampering": True, "trigger": "beat"},
+        expire_seconds=24 * HOUR,
+    ),
+    ScheduleSpec(
+        name="audit_checkpoint",
+        task="tasks.audit_checkpoint",
+        description=(
+            "Every hour at minute 30: check the entries since the last checkpoint and sign "
+            "the head, alert admins on tampering."
+        ),
+        minute="30",
+        hour="*",
+        kwargs={"alert_on_tampering": True, "trigger": "beat"},
+        expire_seconds=50 * 60,
+        overdue_grace_seconds=15 * 60,
     ),
     ScheduleSpec(
         name="reconciliation_reminder",
@@ -112,7 +138,7 @@ def _crontab_for(spec: ScheduleSpec) -> CrontabSchedule:
         "hour": spec.hour,
         "day_of_month": spec.day_of_month,
         "month_of_year": "*",
-        "day_of_week": "*",
+        "day_of_week": spec.day_of_week,
         "timezone": settings.TIME_ZONE,
     }
     # filter().first(): tolerate duplicates an admin made, never add another.

@@ -10,8 +10,11 @@ recorded as "task".
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.urls import reverse
 
+from tasks.operations import audit_checkpoint as audit_checkpoint_operation
 from tasks.operations import (
     close_expired_sessions as close_expired_sessions_operation,
 )
@@ -20,6 +23,7 @@ from tasks.operations import (
 )
 from tasks.operations import reconciliation_reminder as reconciliation_reminder_operation
 from tasks.operations import verify_audit_trail as verify_audit_trail_operation
+from tasks.results import OperationStatus
 from tasks.runner import operation_task_body
 
 # Transient faults only: a bug or bad data must fail loudly, not loop.
@@ -89,16 +93,47 @@ def verify_audit_trail(
     trigger: str = "task",
     **unknown: Any,
 ) -> dict[str, Any]:
-    return operation_task_body(
-        verify_audit_trail_operation.OPERATION,
-        trigger=trigger,
-        start_date=start_date,
-        end_date=end_date,
-        full=full,
-        alert_on_tampering=alert_on_tampering,
-        email=email,
-        **unknown,  # refused by the operation's options_parse in one sentence
+    return _failing_on_tampering(
+        operation_task_body(
+            verify_audit_trail_operation.OPERATION,
+            trigger=trigger,
+            start_date=start_date,
+            end_date=end_date,
+            full=full,
+            alert_on_tampering=alert_on_tampering,
+            email=email,
+            **unknown,  # refused by the operation's options_parse in one sentence
+        )
     )
+
+
+@shared_task(name="tasks.audit_checkpoint", **OPERATION_TASK_OPTIONS)
+def audit_checkpoint(
+    self, *, alert_on_tampering: bool = False, trigger: str = "task", **unknown: Any
+) -> dict[str, Any]:
+    return _failing_on_tampering(
+        operation_task_body(
+            audit_checkpoint_operation.OPERATION,
+            trigger=trigger,
+            alert_on_tampering=alert_on_tampering,
+            **unknown,
+        )
+    )
+
+
+class AuditTrailTampered(Exception):
+    """Raised by a verification task that found tampering, so that Flower and Celery's
+    results show the run red (FAILURE) instead of a green SUCCESS. The run is stored; the
+    message links to it."""
+
+
+def _failing_on_tampering(result: dict[str, Any]) -> dict[str, Any]:
+    if result.get("status") != OperationStatus.TAMPERING:
+        return result
+    link = settings.SITE_URL + reverse(
+        "admin:auditing_verificationrun_change", args=[result["run_id"]]
+    )
+    raise AuditTrailTampered(f"{result['message']} Verification run #{result['run_id']}: {link}")
 
 
 @shared_task(name="tasks.reconciliation_reminder", **OPERATION_TASK_OPTIONS)

@@ -23,6 +23,15 @@ def _let_flush_truncate_audit_table(request):
             cursor.execute("SET session_replication_role = replica")
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_dir(settings, tmp_path_factory):
+    """Each test keeps its checkpoints in a folder of its own: the test databases are
+    rolled back or flushed, and a head signed by one test is no other test's chain."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    settings.AUDIT_CHECKPOINT_SINKS = [f"file://{folder}"]
+    return folder
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",

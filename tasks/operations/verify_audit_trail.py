@@ -1,7 +1,10 @@
-"""verify_audit_trail: check the hash chain over a range, keep the run, alert on tampering.
+"""verify_audit_trail: check the hash chain by position, keep the run, sign what is
+intact, alert on tampering.
 
-Every run is stored as a VerificationRun with the chain's head it saw, so a later run can
-see that the newest entries were cut off, which the chain alone cannot show.
+Whatever its options, every run checks the signed checkpoints against the chain and every
+entry from the newest good checkpoint to the head, so no edited timestamp can steer it.
+The guide's period (or --full) chooses what else is checked. A run that finds the chain
+intact signs its head as a new checkpoint and keeps it outside the database.
 """
 
 import datetime as dt
@@ -9,26 +12,41 @@ import enum
 import logging
 import re
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from auditing.chain import Checkpoint, Violation, ViolationKind, checkpoints_check
+from auditing.checkpoints import checkpoint_sources
+from auditing.enforcement import append_only_enforcement_problems
 from auditing.models import VerificationRun
-from auditing.selectors import audit_chain_head, verification_run_highest_head
-from auditing.services import verification_run_finish, verification_run_start
+from auditing.selectors import (
+    ChainHead,
+    audit_chain_head,
+    audit_hashes_at,
+    checkpoint_acknowledged_references,
+    checkpoint_row,
+)
+from auditing.services import (
+    CheckpointWritten,
+    checkpoint_sign_and_store,
+    verification_run_checkpoint_attach,
+    verification_run_fail,
+    verification_run_finish,
+    verification_run_start,
+)
 from auditing.verification import (
-    Violation,
-    ViolationKind,
-    chain_truncation_check,
-    chain_verify,
-    chain_verify_period,
+    CHAIN_START,
+    VerificationResult,
+    chain_verify_ranges,
+    period_sequences,
 )
 from mailing.addresses import InvalidEmailAddress
 from mailing.selectors import EmailOutcomes, email_outcomes, staff_email_addresses
-from mailing.services import email_queue
+from tasks.audit_emails import auditors_report_queue, tampering_alert_queue
 from tasks.inputs import (
     InvalidInput,
     email_address_checked,
@@ -45,7 +63,9 @@ logger = logging.getLogger(__name__)
 NAME = "verify_audit_trail"
 DEFAULT_RANGE_DAYS = 30
 EARLIEST_YEAR = 2000
-ALERT_TEMPLATE = "auditing/email/tampering_alert"
+# The command, the task's result and the alert show this many findings; the run in the
+# admin and the alert's CSV attachment hold them all.
+VIOLATIONS_SHOWN = 50
 
 _DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -67,10 +87,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Period:
-    """Which entries a run checks: the whole chain, or those written in
-    ``start <= timestamp < end``, from local dates ``start_date`` to ``end_date`` inclusive."""
+    """What a run checks besides the checkpoints and the tail: the whole chain, the entries
+    written in ``start <= timestamp < end`` (local dates ``start_date`` to ``end_date``
+    inclusive), or nothing more (``tail_only``, the hourly checkpoint)."""
 
     full: bool
+    tail_only: bool = False
     start_date: dt.date | None = None
     end_date: dt.date | None = None
     start: dt.datetime | None = None
@@ -79,6 +101,8 @@ class Period:
     def describe(self) -> str:
         if self.full:
             return "the entire chain"
+        if self.tail_only:
+            return "the entries since the last checkpoint"
         return f"{self.start_date} to {self.end_date}, end date included"
 
 
@@ -187,17 +211,15 @@ def _local_midnight(day: dt.date) -> dt.datetime:
 
 @dataclass(frozen=True)
 class ViolationRow:
-    """One finding, as stored with the run. A truncation names the earlier run that saw
-    the longer chain."""
+    """One finding, as the command and the task's result show it. ``sequence`` is None
+    when no entry is at fault (enforcement switched off, a checkpoint file unreadable)."""
 
-    sequence: int
+    sequence: int | None
     timestamp: dt.datetime | None
     kind: ViolationKind
     expected: str
     stored: str
     detail: str
-    seen_run: int | None = omitted_when_none()
-    seen_at: dt.datetime | None = omitted_when_none()
 
     @classmethod
     def of(cls, violation: Violation) -> "ViolationRow":
@@ -208,8 +230,35 @@ class ViolationRow:
             expected=violation.expected,
             stored=violation.stored,
             detail=violation.detail,
-            seen_run=violation.seen_run,
-            seen_at=violation.seen_at,
+        )
+
+
+@dataclass(frozen=True)
+class CheckpointShown:
+    """A signed checkpoint: the last good one a run started from, or the one it wrote."""
+
+    sequence: int
+    head_hash: str
+    signed_at: dt.datetime
+    signature: str | None = omitted_when_none()
+    written_to: tuple[str, ...] | None = omitted_when_none()
+    not_written_to: tuple[str, ...] | None = omitted_when_none()
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> "CheckpointShown":
+        return cls(
+            sequence=checkpoint.sequence,
+            head_hash=checkpoint.head_hash,
+            signed_at=checkpoint.signed_at,
+        )
+
+    @classmethod
+    def written(cls, written: CheckpointWritten) -> "CheckpointShown":
+        return replace(
+            cls.of(written.signed.checkpoint),
+            signature=written.signed.signature,
+            written_to=written.written_to,
+            not_written_to=tuple(f"{where}: {why}" for where, why in written.failures),
         )
 
 
@@ -229,7 +278,8 @@ class Alert:
 
 @dataclass(frozen=True, kw_only=True)
 class Result:
-    """What a run checked and found. ``message`` only when tampering was found."""
+    """What a run checked and found. ``violations``: the first VIOLATIONS_SHOWN of
+    ``issues``. ``message`` when tampering was found or a checkpoint could not be kept."""
 
     operation: str = NAME
     trigger: Trigger
@@ -240,12 +290,16 @@ class Result:
     range_end: dt.date | None
     time_zone: str
     ran_at: dt.datetime
+    ranges: tuple[tuple[int, int], ...]
     entries_checked: int
     first_sequence: int | None
     last_sequence: int | None
     last_hash: str | None
     head_sequence: int | None
     head_hash: str | None
+    checkpoints_checked: int
+    last_good_checkpoint: CheckpointShown | None
+    checkpoint: CheckpointShown | None
     intact: bool
     issues: int
     violations: tuple[ViolationRow, ...]
@@ -260,17 +314,41 @@ class Result:
             object.__setattr__(self, "message", f"Tampering detected: {issues} in the audit trail.")
 
 
+class VerificationIncomplete(Exception):
+    """The run could not complete. Its record says why, and the alert went out."""
+
+
 # The run ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Checked:
+    result: VerificationResult
+    violations: list[Violation]
+    checkpoints_checked: int
+    last_good: Checkpoint | None
+
+
 def audit_trail_verify(*, options: Options, trigger: Trigger) -> Result:
-    """Verify the range, store the run, and alert when tampering is found.
+    """Verify, store the run, sign an intact head, and alert when tampering is found.
 
     An alert goes to ``options.email`` when given, else to every administrator when
-    ``options.alert_on_tampering``.
+    ``options.alert_on_tampering``. The auditors (settings.AUDITOR_EMAILS) receive every
+    run's outcome with the signed head.
     """
+    return run_by_position(
+        period=period_resolve(options, now=timezone.now()),
+        trigger=trigger,
+        alert_to=_alert_recipients(options),
+        report_to_auditors=True,
+    )
+
+
+def run_by_position(
+    *, period: Period, trigger: Trigger, alert_to: list[str] | None, report_to_auditors: bool
+) -> Result:
+    """One verification run. ``alert_to``: None alerts nobody, [] every administrator."""
     started_at = timezone.now()
-    period = period_resolve(options, now=started_at)
     clock = time.monotonic()
     head = audit_chain_head()
     run = verification_run_start(
@@ -281,96 +359,217 @@ def audit_trail_verify(*, options: Options, trigger: Trigger) -> Result:
         range_end=period.end_date,
         head=head,
     )
-    if period.full:
-        # Up to the head seen at the start: entries appended meanwhile are the next run's.
-        result = chain_verify(end_sequence=head.sequence if head else None)
-    else:
-        result = chain_verify_period(start=period.start, end=period.end)
-    violations = list(result.violations)
-    truncation = chain_truncation_check(
-        head_sequence=run.head_sequence, recorded=verification_run_highest_head(excluding=run)
-    )
-    if truncation:
-        violations.append(truncation)
+    try:
+        checked = _checks_by_position(period=period, head=head, now=started_at)
+    except Exception as error:
+        _run_could_not_complete(run=run, error=error, clock=clock, head=head, alert_to=alert_to)
+        raise VerificationIncomplete(
+            f"Audit trail verification could not complete (run #{run.pk}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     run = verification_run_finish(
         run=run,
-        result=result,
-        violations=violations,
-        duration_ms=round((time.monotonic() - clock) * 1000),
+        result=checked.result,
+        violations=checked.violations,
+        duration_ms=_elapsed_ms(clock),
+        last_good_checkpoint=checkpoint_row(checkpoint=checked.last_good)
+        if checked.last_good
+        else None,
     )
-    outcome = Result(
+    written = None
+    if (
+        run.intact
+        and head
+        and (not checked.last_good or checked.last_good.sequence < head.sequence)
+    ):
+        written = checkpoint_sign_and_store(head=head, signed_at=timezone.now())
+        verification_run_checkpoint_attach(run=run, checkpoint=written.row)
+    outcome = _result(
+        run=run, period=period, trigger=trigger, checked=checked, head=head, written=written
+    )
+    _log(outcome, period=period)
+    emails = []
+    if report_to_auditors and settings.AUDITOR_EMAILS:
+        emails.append(
+            auditors_report_queue(
+                run=run,
+                recipients=list(settings.AUDITOR_EMAILS),
+                head=head,
+                checkpoint=written.signed if written else None,
+                last_good=checked.last_good,
+            )
+        )
+    if not run.intact and alert_to is not None:
+        alert = _alert_send(run=run, recipients=alert_to, head=head, last_good=checked.last_good)
+        outcome = replace(outcome, alert=alert)
+        emails.append(alert.email_id)
+    if emails:
+        # After the blocks that queued them committed: queued, or already taken by a worker.
+        outcome = replace(outcome, emails=email_outcomes(filter(None, emails)))
+    return outcome
+
+
+def _checks_by_position(*, period: Period, head: ChainHead | None, now: dt.datetime) -> _Checked:
+    """Enforcement, then every checkpoint against the chain, then the entries: from the
+    newest good checkpoint to the head, plus the period's (or every) sequence."""
+    enforcement = [
+        Violation(kind=ViolationKind.ENFORCEMENT_OFF, sequence=None, detail=problem)
+        for problem in append_only_enforcement_problems()
+    ]
+    head_sequence = head.sequence if head else 0
+    sources = list(checkpoint_sources())
+    report = checkpoints_check(
+        sources,
+        trusted_public_keys=settings.AUDIT_TRUSTED_PUBLIC_KEYS,
+        head_sequence=head_sequence,
+        hashes_at=audit_hashes_at(
+            sequences=[source.signed.checkpoint.sequence for source in sources if source.signed]
+        ),
+        acknowledged=checkpoint_acknowledged_references(),
+    )
+    ranges = []
+    if head:
+        # Entries appended after the run started are the next run's.
+        tail_start = report.last_good.sequence + 1 if report.last_good else CHAIN_START
+        ranges.append((tail_start, head_sequence))
+        if period.full:
+            ranges.append((CHAIN_START, head_sequence))
+        elif not period.tail_only:
+            in_period = period_sequences(
+                start=period.start, end=period.end, head_sequence=head_sequence
+            )
+            if in_period:
+                ranges.append(in_period)
+    result = chain_verify_ranges(ranges, now=now)
+    return _Checked(
+        result=result,
+        violations=[*enforcement, *report.findings, *result.violations],
+        checkpoints_checked=report.checked,
+        last_good=report.last_good,
+    )
+
+
+def _result(
+    *,
+    run: VerificationRun,
+    period: Period,
+    trigger: Trigger,
+    checked: _Checked,
+    head: ChainHead | None,
+    written: CheckpointWritten | None,
+) -> Result:
+    status = OperationStatus.OK if run.intact else OperationStatus.TAMPERING
+    message = None
+    if written and written.failures:
+        status = OperationStatus.FAILED
+        message = (
+            "The audit trail is intact, but its checkpoint could not be kept in "
+            + "; ".join(f"{where} ({why})" for where, why in written.failures)
+            + "."
+        )
+    return Result(
         trigger=trigger,
-        status=OperationStatus.OK if run.intact else OperationStatus.TAMPERING,
+        status=status,
         run_id=run.pk,
         full=period.full,
         range_start=period.start_date,
         range_end=period.end_date,
         time_zone=settings.TIME_ZONE,
         ran_at=run.started_at,
+        ranges=tuple(tuple(pair) for pair in checked.result.ranges),
         entries_checked=run.entries_checked,
         first_sequence=run.first_sequence,
         last_sequence=run.last_sequence,
-        last_hash=result.head_hash,
+        last_hash=checked.result.head_hash,
         head_sequence=run.head_sequence,
         head_hash=run.head_hash or None,
+        checkpoints_checked=checked.checkpoints_checked,
+        last_good_checkpoint=CheckpointShown.of(checked.last_good) if checked.last_good else None,
+        checkpoint=CheckpointShown.written(written) if written else None,
         intact=run.intact,
-        issues=len(violations),
-        violations=tuple(ViolationRow.of(violation) for violation in violations),
+        issues=run.issue_count,
+        violations=tuple(
+            ViolationRow.of(violation) for violation in checked.violations[:VIOLATIONS_SHOWN]
+        ),
         duration_ms=run.duration_ms,
+        message=message,
     )
-    if run.intact:
+
+
+def _log(outcome: Result, *, period: Period) -> None:
+    if outcome.intact:
         logger.info(
-            "Audit trail intact (%s run #%s): %s entries checked, %s",
-            trigger,
-            run.pk,
-            run.entries_checked,
+            "Audit trail intact (%s run #%s): %s entries checked, %s; head #%s %s",
+            outcome.trigger,
+            outcome.run_id,
+            outcome.entries_checked,
             period.describe(),
+            outcome.head_sequence,
+            outcome.head_hash,
         )
-        return outcome
-
+        return
     logger.error(
-        "AUDIT TRAIL TAMPERING (%s run #%s): %s issue(s) in %s: %s",
-        trigger,
-        run.pk,
-        len(violations),
+        "AUDIT TRAIL TAMPERING (%s run #%s): %s issue(s) in %s; head #%s %s: %s",
+        outcome.trigger,
+        outcome.run_id,
+        outcome.issues,
         period.describe(),
-        "; ".join(f"#{violation.sequence} {violation.kind}" for violation in violations),
-    )
-    if not (options.email or options.alert_on_tampering):
-        return outcome
-    alert = _alert_send(
-        run=run, outcome=outcome, recipients=[options.email] if options.email else None
-    )
-    return replace(
-        outcome,
-        alert=alert,
-        # After the block that queued it committed: queued, or already taken by a worker.
-        emails=email_outcomes(filter(None, [alert.email_id])),
+        outcome.head_sequence,
+        outcome.head_hash,
+        "; ".join(f"#{row.sequence} {row.kind}" for row in outcome.violations),
     )
 
 
-def _alert_send(*, run: VerificationRun, outcome: Result, recipients: list[str] | None) -> Alert:
-    """Email the alert to ``recipients``, or to every administrator when None."""
-    to = AlertTo.ADMINS if recipients is None else AlertTo.EMAIL
-    addresses = staff_email_addresses() if recipients is None else recipients
+def _run_could_not_complete(
+    *,
+    run: VerificationRun,
+    error: Exception,
+    clock: float,
+    head: ChainHead | None,
+    alert_to: list[str] | None,
+) -> None:
+    """Finish the record as failed and send the alert, each as far as the fault allows: a
+    database that went away keeps both from being written, and the log says so."""
+    logger.error(
+        "Audit trail verification run #%s could not complete: %s",
+        run.pk,
+        "".join(traceback.format_exception_only(error)).strip(),
+    )
+    try:
+        verification_run_fail(
+            run=run, error=f"{type(error).__name__}: {error}", duration_ms=_elapsed_ms(clock)
+        )
+        if alert_to is not None:
+            _alert_send(run=run, recipients=alert_to, head=head, last_good=None)
+    except Exception:
+        logger.exception("Run #%s: its failure could not be recorded or alerted", run.pk)
+
+
+def _alert_recipients(options: Options) -> list[str] | None:
+    if options.email:
+        return [options.email]
+    return [] if options.alert_on_tampering else None
+
+
+def _alert_send(
+    *,
+    run: VerificationRun,
+    recipients: list[str],
+    head: ChainHead | None,
+    last_good: Checkpoint | None,
+) -> Alert:
+    """Email the alert to ``recipients``, or to every administrator when empty."""
+    to = AlertTo.EMAIL if recipients else AlertTo.ADMINS
+    addresses = recipients or staff_email_addresses()
     if not addresses:
         logger.error("Tampering alert for run #%s not sent: no administrator has an email", run.pk)
         return Alert(to=AlertTo.ADMINS, recipients=(), email_id=None)
-    with transaction.atomic():
-        message = email_queue(
-            purpose="tampering_alert",
-            recipients=addresses,
-            template=ALERT_TEMPLATE,
-            context={
-                "run": run,
-                "issue_count": outcome.issues,
-                "violations": outcome.violations,
-                "time_zone": outcome.time_zone,
-            },
-            about=f"verification run #{run.pk}",
-            subject_object=run,
-        )
-    return Alert(to=to, recipients=tuple(addresses), email_id=message.pk)
+    email_id = tampering_alert_queue(run=run, recipients=addresses, head=head, last_good=last_good)
+    return Alert(to=to, recipients=tuple(addresses), email_id=email_id)
+
+
+def _elapsed_ms(clock: float) -> int:
+    return round((time.monotonic() - clock) * 1000)
 
 
 OPERATION = Operation(name=NAME, parse=options_parse, run=audit_trail_verify)

@@ -5,15 +5,15 @@ import datetime as dt
 import pytest
 import time_machine
 
-from auditing.models import AuditEntry, VerificationRun
+from auditing.models import AuditEntry
 from auditing.selectors import (
     ChainHead,
     audit_chain_head,
     audit_entry_get,
-    audit_sequences_in_period,
-    verification_run_highest_head,
+    audit_hashes_at,
 )
 from auditing.services import audit_entry_append
+from auditing.verification import period_sequences
 
 pytestmark = pytest.mark.django_db
 
@@ -26,12 +26,6 @@ def _append_daily(count: int) -> list[AuditEntry]:
         with time_machine.travel(DAY_1 + dt.timedelta(days=number), tick=False):
             entries.append(audit_entry_append(action="day.closed", actor=None, data={}))
     return entries
-
-
-def _run(started_at: dt.datetime, head_sequence: int | None) -> VerificationRun:
-    return VerificationRun.objects.create(
-        started_at=started_at, trigger="beat", head_sequence=head_sequence
-    )
 
 
 def test_chain_head_is_the_newest_entry_or_none():
@@ -50,29 +44,34 @@ def test_entry_get_finds_an_entry_by_sequence():
 
 
 @pytest.mark.parametrize(
-    ("start_day", "end_day", "bounds"),
-    [(1, 3, (2, 3)), (None, 2, (1, 2)), (3, None, (4, 5)), (None, None, (1, 5)), (9, 12, None)],
+    ("start_day", "end_day", "sequences"),
+    [
+        (1, 3, (1, 4)),  # days 2-3, with the entry before (1) and after (4)
+        (None, 2, (1, 3)),
+        (3, None, (3, 5)),
+        (None, None, (1, 5)),
+        (9, 12, (5, 5)),  # after the last entry: the last entry only
+    ],
 )
-def test_sequences_in_period_are_the_first_and_last_written_in_it(start_day, end_day, bounds):
+def test_a_period_is_its_sequences_from_the_entry_before_to_the_entry_after(
+    start_day, end_day, sequences
+):
     _append_daily(5)
 
     def day(offset):
         return None if offset is None else DAY_1 + dt.timedelta(days=offset)
 
-    assert audit_sequences_in_period(start=day(start_day), end=day(end_day)) == bounds
+    assert period_sequences(start=day(start_day), end=day(end_day), head_sequence=5) == sequences
 
 
-def test_highest_head_is_the_longest_chain_another_run_saw_latest_first():
-    current = _run(DAY_1 + dt.timedelta(days=9), head_sequence=2)
-    _run(DAY_1, head_sequence=5)
-    latest_of_the_highest = _run(DAY_1 + dt.timedelta(days=1), head_sequence=5)
-    _run(DAY_1 + dt.timedelta(days=2), head_sequence=3)
-    _run(DAY_1 + dt.timedelta(days=3), head_sequence=None)  # saw an empty chain
-
-    assert verification_run_highest_head(excluding=current) == latest_of_the_highest
+def test_a_period_on_an_empty_chain_has_no_sequences():
+    assert period_sequences(start=None, end=None, head_sequence=0) is None
 
 
-def test_highest_head_leaves_out_the_run_itself():
-    current = _run(DAY_1, head_sequence=4)
+def test_hashes_at_gives_the_stored_hash_of_each_existing_entry():
+    entries = _append_daily(3)
 
-    assert verification_run_highest_head(excluding=current) is None
+    assert audit_hashes_at(sequences=[3, 1, 7]) == {
+        1: entries[0].current_hash,
+        3: entries[2].current_hash,
+    }

@@ -134,6 +134,8 @@ class Worker:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             "w+", prefix="worker-", suffix=".log", delete=False
         )
+        # Its own checkpoint folder: the test databases are throwaway, their heads too.
+        self.checkpoint_dir = tempfile.mkdtemp(prefix="worker-checkpoints-")
         # The stack's pool: prefork with two processes (see the Procfile).
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv
             [sys.executable, "-m", "celery", "-A", "project", "worker", "--pool", "prefork",
@@ -141,7 +143,8 @@ class Worker:
              "--without-gossip", "--without-mingle"],
             cwd=PROJECT_DIR,
             env={**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": database_url,
-                 "REDIS_URL": broker_url, "WATCHDOG_INTERVAL_SECONDS": "0"},
+                 "REDIS_URL": broker_url, "WATCHDOG_INTERVAL_SECONDS": "0",
+                 "AUDIT_CHECKPOINT_SINKS": f"file://{self.checkpoint_dir}"},
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the pool's children end with it
@@ -177,6 +180,7 @@ class Worker:
         self.client.close()
         self.log_file.close()
         os.unlink(self.log_file.name)
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
