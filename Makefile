@@ -59,6 +59,8 @@ bench: $(STAMP) services
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
 	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
 		$(BIN)/python scripts/bench.py
+	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
+		$(BIN)/python scripts/bench_audit.py
 
 stack: $(STAMP) services
 	@test -n "$$FLOWER_BASIC_AUTH" || { \

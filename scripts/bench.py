@@ -1,7 +1,8 @@
 """Time each operation's heavy path on a generated data set, and print the figures.
 
 Run through `make bench` (a dedicated PostgreSQL database). BENCH_SCALE sets the number
-of payments and of audit entries (default 100,000). The data is made once and reused.
+of payments (default 100,000). The data is made once and reused. The audit trail has a
+bench of its own, scripts/bench_audit.py, which `make bench` runs next.
 """
 
 import datetime as dt
@@ -26,9 +27,6 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from auditing.hashing import compute_entry_hash  # noqa: E402
-from auditing.models import GENESIS_HASH, AuditEntry  # noqa: E402
-from auditing.verification import chain_verify  # noqa: E402
 from payments.models import (  # noqa: E402
     Agent,
     CashSession,
@@ -114,31 +112,6 @@ def seed() -> None:
             commissions = []
     Commission.objects.bulk_create(commissions)
 
-    head = AuditEntry.objects.order_by("-sequence").first()
-    previous, sequence = (head.current_hash, head.sequence) if head else (GENESIS_HASH, 0)
-    entries = []
-    start = now - dt.timedelta(days=60)
-    for i in range(SCALE):
-        sequence += 1
-        entry = AuditEntry(
-            sequence=sequence,
-            timestamp=start + dt.timedelta(seconds=i * 50),
-            action="transaction.recorded",
-            actor=None,
-            actor_name="system",
-            subject_type="payments.cashtransaction",
-            subject_id=str(i),
-            data={"receipt_number": f"R-{i}", "tax_amount": "12500.00"},
-            previous_hash=previous,
-        )
-        entry.current_hash = compute_entry_hash(entry)
-        previous = entry.current_hash
-        entries.append(entry)
-        if len(entries) == BATCH:
-            AuditEntry.objects.bulk_create(entries)
-            entries = []
-    AuditEntry.objects.bulk_create(entries)
-
 
 def timed(label: str, work) -> None:
     started = time.perf_counter()
@@ -152,35 +125,22 @@ def command_json(*args: str) -> dict:
     return json.loads(out.getvalue())
 
 
-def verify_whole_chain() -> str:
-    started = time.perf_counter()
-    result = chain_verify()
-    rate = result.entries_checked / (time.perf_counter() - started)
-    return f"{result.entries_checked:,} entries, {rate:,.0f} entries/s, intact={result.intact}"
-
-
 def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("make bench runs on PostgreSQL: set DATABASE_URL")
     if not Agent.objects.filter(code=MARKER).exists():
-        print(f"Seeding {SCALE:,} payments and {SCALE:,} audit entries (once)...")
+        print(f"Seeding {SCALE:,} payments (once)...")
         started = time.perf_counter()
         with transaction.atomic():
             seed()
         print(f"  seeded in {time.perf_counter() - started:.1f} s")
     print(
         f"\nData: {CashTransaction.objects.count():,} payments, "
-        f"{AuditEntry.objects.count():,} audit entries, "
         f"{CashSession.objects.count():,} sessions\n"
     )
     last_month = timezone.localdate().replace(day=1) - dt.timedelta(days=1)
     month = ("--month", str(last_month.month), "--year", str(last_month.year))
 
-    timed("chain_verify() over the whole chain", verify_whole_chain)
-    timed(
-        "verify_audit_trail (last 30 days)",
-        lambda: f"{command_json('verify_audit_trail')['entries_checked']:,} entries",
-    )
     timed(
         f"generate_commission_report --dry-run ({last_month:%Y-%m})",
         lambda: (
