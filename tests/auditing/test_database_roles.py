@@ -53,12 +53,14 @@ def role_name(transactional_db) -> Iterator[str]:
     put back afterwards."""
     name = f"test_app_{uuid.uuid4().hex[:12]}"
     yield name
-    _triggers("ENABLE")
-    _owner_sql("REVOKE UPDATE ON auditing_auditentry FROM PUBLIC")
-    if _role_exists(name):
-        _owner_sql(f'REASSIGN OWNED BY "{name}" TO current_user')
-        _owner_sql(f'DROP OWNED BY "{name}"')
-        _owner_sql(f'DROP ROLE "{name}"')
+    try:
+        _triggers("ENABLE")
+        _owner_sql("REVOKE UPDATE ON auditing_auditentry FROM PUBLIC")
+    finally:  # roles outlive the test database: never leave one behind
+        if _role_exists(name):
+            _owner_sql(f'REASSIGN OWNED BY "{name}" TO current_user')
+            _owner_sql(f'DROP OWNED BY "{name}"')
+            _owner_sql(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture
