@@ -126,6 +126,10 @@ def timestamp_parse(text: str) -> dt.datetime:
         raise Undecodable(f"timestamp {text[:40]!r} is not a date and time") from None
     if value.tzinfo is None:
         raise Undecodable(f"timestamp {text[:40]!r} has no time zone offset")
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise Undecodable(f"timestamp {text[:40]!r} is out of range in UTC") from None
     return value
 
 
@@ -165,14 +169,13 @@ def canonical_bytes(fields: Mapping[str, Any]) -> bytes:
     """Sorted keys at every level, no spaces, UTF-8 as itself. Deep nesting raises
     Undecodable, never RecursionError."""
     try:
-        text = json.dumps(
+        return json.dumps(
             fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        ).encode("utf-8")
     except RecursionError:
         raise Undecodable("data is nested too deeply to be hashed") from None
-    except ValueError as error:
+    except ValueError as error:  # UnicodeEncodeError (a lone surrogate) included
         raise Undecodable(f"cannot be serialized: {error}") from None
-    return text.encode("utf-8")
 
 
 def entry_message(entry: Entry) -> bytes:
@@ -190,6 +193,11 @@ def entry_message(entry: Entry) -> bytes:
             "previous_hash": entry.previous_hash,
         }
     )
+
+
+def _same_hash(one: str, other: str) -> bool:
+    """Constant-time comparison that a stored value of any characters cannot crash."""
+    return hmac.compare_digest(one.encode("utf-8", "replace"), other.encode("utf-8", "replace"))
 
 
 def entry_hmac(message: bytes, key: str) -> str:
@@ -305,7 +313,7 @@ class ChainChecker:
         except Undecodable as error:
             self._add(ViolationKind.UNDECODABLE, row, entry, f"the entry cannot be hashed: {error}")
             return
-        if not hmac.compare_digest(recomputed, entry.current_hash):
+        if not _same_hash(recomputed, entry.current_hash):
             self._add(
                 ViolationKind.CONTENT_MISMATCH,
                 row,
@@ -621,7 +629,7 @@ def _checkpoint_against_chain(
             expected=checkpoint.head_hash,
             reference=checkpoint.reference,
         )
-    if not hmac.compare_digest(stored, checkpoint.head_hash):
+    if not _same_hash(stored, checkpoint.head_hash):
         return Violation(
             kind=ViolationKind.CHECKPOINT_MISMATCH,
             sequence=checkpoint.sequence,

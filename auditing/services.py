@@ -50,11 +50,18 @@ def audit_entry_append(
     normalized = normalize_data(dict(data or {}))
     with transaction.atomic():
         _lock_chain_head()
-        head = AuditEntry.objects.order_by("-sequence").values("sequence", "current_hash").first()
+        head = (
+            AuditEntry.objects.order_by("-sequence")
+            .values("sequence", "current_hash", "timestamp")
+            .first()
+        )
+        now = timezone.now()
         entry = AuditEntry(
             sequence=head["sequence"] + 1 if head else 1,
             previous_hash=head["current_hash"] if head else GENESIS_HASH,
-            timestamp=timezone.now(),
+            # Never earlier than the entry before: timestamps must not decrease along the
+            # chain (verification reports it), and a clock stepped back is no tampering.
+            timestamp=max(now, head["timestamp"]) if head else now,
             action=action,
             actor=actor,
             actor_name=actor.get_username() if actor else SYSTEM_ACTOR_NAME,

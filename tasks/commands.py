@@ -18,7 +18,7 @@ from django.utils import translation
 
 from tasks.inputs import InvalidInput
 from tasks.results import AlreadyRunning, ExitCode, Trigger, result_json
-from tasks.runner import Operation, operation_execute
+from tasks.runner import Operation, OperationStopped, operation_execute
 
 
 class HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -88,6 +88,9 @@ class OperationCommand(BaseCommand):
                 "What it finished is saved; the next run takes the rest.",
                 returncode=ExitCode.FAILED,
             ) from error
+        except OperationStopped as error:
+            # Recorded and alerted by the operation already: one line, no traceback.
+            raise CommandError(str(error), returncode=ExitCode.FAILED) from error
         if options["json"]:
             self.stdout.write(json.dumps(result_json(result), indent=2, sort_keys=True))
         elif isinstance(result, AlreadyRunning):

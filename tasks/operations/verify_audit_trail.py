@@ -56,7 +56,7 @@ from tasks.inputs import (
     quoted,
 )
 from tasks.results import OperationStatus, Trigger, omitted_when_none
-from tasks.runner import Operation
+from tasks.runner import Operation, OperationStopped
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class Result:
             object.__setattr__(self, "message", f"Tampering detected: {issues} in the audit trail.")
 
 
-class VerificationIncomplete(Exception):
+class VerificationIncomplete(OperationStopped):
     """The run could not complete. Its record says why, and the alert went out."""
 
 

@@ -42,6 +42,14 @@ def disable_append_only_trigger() -> None:
         cursor.execute(f"ALTER TABLE auditing_auditentry DISABLE TRIGGER {APPEND_ONLY_TRIGGER}")
 
 
+def enable_append_only_trigger() -> None:
+    """What a careful attacker does after tampering: verification reports a trigger left
+    off as "append-only enforcement off"; with it back on, only the chain can tell."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE auditing_auditentry ENABLE TRIGGER {APPEND_ONLY_TRIGGER}")
+
+
 def set_column(sequence: int, column: str, value: Any) -> None:
     """Overwrite one stored column of one entry with raw SQL (trigger must be disabled)."""
     if column not in COLUMNS:

@@ -26,7 +26,12 @@ from payments.services import (
     session_open,
     transaction_record,
 )
-from tests.auditing.tampering import delete_entries, disable_append_only_trigger, set_column
+from tests.auditing.tampering import (
+    delete_entries,
+    disable_append_only_trigger,
+    enable_append_only_trigger,
+    set_column,
+)
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
@@ -224,6 +229,7 @@ def tampered_chain():
             audit_entry_append(action="test.event", actor=None, data={"n": day})
     disable_append_only_trigger()
     set_column(2, "data", {"n": 2, "amount": "1.00"})
+    enable_append_only_trigger()
 
 
 def test_the_tampering_alert_is_french_with_the_count_the_date_and_local_times(

@@ -14,7 +14,12 @@ from payments.models import CashSession, SessionStatus
 from tasks import tasks
 from tasks.locking import _lock_key
 from tasks.models import JobHealth
-from tests.auditing.tampering import disable_append_only_trigger, set_column
+from tasks.tasks import AuditTrailTampered
+from tests.auditing.tampering import (
+    disable_append_only_trigger,
+    enable_append_only_trigger,
+    set_column,
+)
 from tests.factories import CashSessionFactory
 
 LOCAL = ZoneInfo("Indian/Antananarivo")
@@ -118,9 +123,12 @@ def test_tampering_found_is_a_verification_that_did_its_job(clock):
         audit_entry_append(action="test.event", actor=None, data={"n": number})
     disable_append_only_trigger()
     set_column(2, "data", {"n": 99})
+    enable_append_only_trigger()
     clock.shift(dt.timedelta(minutes=1))
 
-    tasks.verify_audit_trail.run(trigger="beat")
+    # The task fails (red in Flower), yet the verification did its job: found tampering.
+    with pytest.raises(AuditTrailTampered):
+        tasks.verify_audit_trail.run(trigger="beat")
 
     row = health("verify_audit_trail")
     assert row.last_status == "tampering"

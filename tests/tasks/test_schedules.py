@@ -45,6 +45,7 @@ class Expected:
     kwargs: dict[str, Any] = field(default_factory=dict)
     # Shortest gap between two runs: a message must expire before the next one is sent.
     period_seconds: int = DAY
+    day_of_week: str = "*"
 
 
 # The guide's recommended crontab lines, read in TIME_ZONE.
@@ -71,11 +72,32 @@ EXPECTED = {
         period_seconds=28 * DAY,
     ),
 }
-# The outbox's sweeper: beat's fifth row, every minute, not an operation.
+# The outbox's sweeper: every minute, not an operation.
 SWEEP = "email_sweep"
+# The audit trail's own two, beyond the guide's daily check: the whole chain on Sundays,
+# and a checkpoint of the newest entries every hour (issue 13).
+WEEKLY_FULL = "verify_audit_trail_full"
+CHECKPOINT = "audit_checkpoint"
 EXPECTED_ROWS = {
     **EXPECTED,
     SWEEP: Expected("mailing.email_sweep", "*", "*", "*", {"trigger": "beat"}, period_seconds=60),
+    WEEKLY_FULL: Expected(
+        "tasks.verify_audit_trail",
+        "0",
+        "3",
+        "*",
+        {"full": True, "alert_on_tampering": True, "trigger": "beat"},
+        period_seconds=7 * DAY,
+        day_of_week="0",
+    ),
+    CHECKPOINT: Expected(
+        "tasks.audit_checkpoint",
+        "30",
+        "*",
+        "*",
+        {"alert_on_tampering": True, "trigger": "beat"},
+        period_seconds=HOUR,
+    ),
 }
 
 
@@ -113,7 +135,7 @@ def assert_default_row(name: str) -> None:
         crontab.day_of_month,
         crontab.month_of_year,
         crontab.day_of_week,
-    ) == (expected.minute, expected.hour, expected.day_of_month, "*", "*")
+    ) == (expected.minute, expected.hour, expected.day_of_month, "*", expected.day_of_week)
     assert str(crontab.timezone) == settings.TIME_ZONE
     assert (row.interval, row.solar, row.clocked) == (None, None, None)
     assert json.loads(row.kwargs) == expected.kwargs
@@ -134,8 +156,8 @@ def test_the_time_zone_schedules_are_read_in_is_antananarivo():
 def test_sync_creates_the_four_schedules_with_the_guides_crontabs_in_local_time():
     sync_at(local(2026, 11, 27, 12, 0))
 
-    assert set(PeriodicTask.objects.values_list("name", flat=True)) == set(EXPECTED) | {SWEEP}
-    for name in EXPECTED:
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) == set(EXPECTED_ROWS)
+    for name in EXPECTED_ROWS:
         assert_default_row(name)
 
 
@@ -172,7 +194,7 @@ def test_a_second_sync_changes_no_row_crontab_or_change_marker():
     assert rows_snapshot() == rows
     assert crontabs_snapshot() == crontabs
     assert PeriodicTasks.last_change() == marker
-    assert "Schedules: 0 created, 0 reset, 5 kept." in output
+    assert "Schedules: 0 created, 0 reset, 7 kept." in output
 
 
 def test_the_first_sync_tells_a_running_beat_to_reload():
@@ -224,7 +246,7 @@ def test_a_sync_keeps_what_an_administrator_edited():
         "trigger": "beat",
     }
     assert PeriodicTasks.last_change() == marker
-    assert "Schedules: 0 created, 0 reset, 5 kept." in output
+    assert "Schedules: 0 created, 0 reset, 7 kept." in output
 
 
 def test_a_row_from_before_beat_passed_its_trigger_gets_it_and_keeps_every_edit():
@@ -241,7 +263,7 @@ def test_a_row_from_before_beat_passed_its_trigger_gets_it_and_keeps_every_edit(
     assert json.loads(closing.kwargs) == {"force": True, "trigger": "beat"}
     assert closing.priority == 5
     assert "close_expired_sessions       kept, now passes trigger=beat" in output
-    assert "Schedules: 0 created, 0 reset, 5 kept." in output
+    assert "Schedules: 0 created, 0 reset, 7 kept." in output
     assert PeriodicTasks.last_change() != marker  # a running beat reloads the new kwargs
 
 
@@ -258,7 +280,7 @@ def test_reset_restores_the_defaults_and_tells_a_running_beat():
     assert PeriodicTasks.last_change() == local(2026, 11, 28, 12, 0)
     # The admin's 03:30 crontab stays (it is theirs); the default one is reused, not copied.
     assert CrontabSchedule.objects.count() == crontab_count
-    assert "Schedules: 0 created, 5 reset, 0 kept." in output
+    assert "Schedules: 0 created, 7 reset, 0 kept." in output
 
 
 def test_repeated_syncs_and_resets_never_add_a_crontab():
@@ -355,9 +377,9 @@ def test_command_output_names_each_schedule_and_what_happened():
             line = next(line for line in output.splitlines() if name in line)
             assert verb in line
             assert f"(default cron: {cron})" in line
-    assert created.splitlines()[-1] == "Schedules: 5 created, 0 reset, 0 kept."
-    assert kept.splitlines()[-1] == "Schedules: 0 created, 0 reset, 5 kept."
-    assert reset.splitlines()[-1] == "Schedules: 0 created, 5 reset, 0 kept."
+    assert created.splitlines()[-1] == "Schedules: 7 created, 0 reset, 0 kept."
+    assert kept.splitlines()[-1] == "Schedules: 0 created, 0 reset, 7 kept."
+    assert reset.splitlines()[-1] == "Schedules: 0 created, 7 reset, 0 kept."
 
 
 def test_help_explains_reset():
