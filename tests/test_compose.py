@@ -243,6 +243,17 @@ def test_compose_refuses_to_start_without_the_audit_keys_and_keeps_checkpoints_o
         assert environment["AUDIT_CHECKPOINT_SINKS"].startswith("file:///"), name
 
 
+def test_checkpoints_live_on_a_volume_of_their_own_that_the_database_never_mounts(
+    compose, services
+):
+    folder = "/var/lib/cash-office/checkpoints"
+    assert "checkpoints" in compose["volumes"]
+    for name in APP_SERVICES:
+        assert f"checkpoints:{folder}" in services[name]["volumes"], name
+        assert services[name]["environment"]["AUDIT_CHECKPOINT_SINKS"] == f"file://{folder}"
+    assert not any(v.startswith("checkpoints:") for v in services["db"].get("volumes", []))
+
+
 def procfile() -> dict[str, str]:
     entries = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
