@@ -252,7 +252,9 @@ def test_the_tampering_alert_is_french_with_the_count_the_date_and_local_times(
     )
     assert "Horodatage : 2026-05-02 12:00:00" in text
     assert "le contenu de l'entrée ne correspond pas à son empreinte stockée." in text
-    assert "content_mismatch" in text  # the kind is a code, the same in every language
+    # The kind in words, in the email's language; its code only in the attached CSV.
+    assert "contenu non conforme (l'entrée a été modifiée)" in text
+    assert "content_mismatch" not in text
     assert "<td>2026-05-02 12:00:00</td>" in html
     assert "Conservez une copie de la base de données" in html
     assert_french(mail.subject, text, html)
@@ -265,7 +267,9 @@ def test_the_alert_explains_each_violation_in_french_from_its_stored_fields(
     for day in (4, 5, 6):
         with time_machine.travel(local(2026, 5, day, 12, 0), tick=False):
             audit_entry_append(action="test.event", actor=None, data={"n": day})
+    disable_append_only_trigger()
     delete_entries(4, 5)
+    enable_append_only_trigger()
 
     run("verify_audit_trail", "--alert-on-tampering", when=VERIFY_AT, expect_exit=3)
 
