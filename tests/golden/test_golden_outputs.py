@@ -22,16 +22,18 @@ Determinism: the tests are transactional (emails go out in ``on_commit`` callbac
 sequences reset (ids start at 1); the clock is frozen (time_machine, ``tick=False``) while
 the data is built and while a command runs; every factory field that would come from a
 sequence or from Faker is given; the settings the outputs depend on are pinned
-(``AUDIT_CHAIN_KEY``, which every hash depends on, ``DEFAULT_FROM_EMAIL``, ``TIME_ZONE``,
-``LANGUAGE_CODE``).
+(``AUDIT_CHAIN_KEY``, which every hash depends on, the checkpoints' signing key,
+``AUDITOR_EMAILS``, ``SITE_URL``, ``DEFAULT_FROM_EMAIL``, ``TIME_ZONE``, ``LANGUAGE_CODE``).
 
-Normalisations, only for values that depend on the machine's speed:
+Normalisations, only for values that depend on the machine's speed or its folders:
 
 - ``normalise_time_taken``: verify_audit_trail's "Time taken: X.XX s" line becomes
   "Time taken: <normalised> s".
 - ``normalise_duration_ms``: the ``duration_ms`` field of verify_audit_trail's JSON summary
   becomes "<normalised>".
 - ``normalise_header``: each email's Message-ID (unique per message) becomes "<normalised>".
+- ``normalise_checkpoint_dirs``: the checkpoint directory (a temporary folder per test, see
+  ``tests/conftest.py``) becomes "<checkpoint dir>" in verify_audit_trail's output.
 
 Mail leaves through the outbox: a run only queues it and wakes a worker on commit. After
 each run the harness delivers the queued mail as that worker would
@@ -39,6 +41,7 @@ each run the harness delivers the queued mail as that worker would
 while the run's own output says it was queued.
 """
 
+import base64
 import datetime as dt
 import difflib
 import json
@@ -55,12 +58,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from auditing.chain import public_key_of
 from auditing.models import AuditEntry
 from payments.models import Agent, CashSession, CashTransaction, Notification
 from payments.services import (
@@ -88,6 +93,8 @@ LOCAL = ZoneInfo("Indian/Antananarivo")
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = os.environ.get("GOLDEN_UPDATE") == "1"
 NORMALISED = "<normalised>"
+# Ed25519 signatures are deterministic: a fixed seed makes the checkpoints' signatures so.
+GOLDEN_SIGNING_KEY = base64.b64encode(b"golden-checkpoint-signing-key-32").decode("ascii")
 
 # Each case runs with the text output and with --json.
 BOTH_OUTPUTS = pytest.mark.parametrize("output", ["text", "json"])
@@ -102,6 +109,14 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.da
 def _pinned_settings(settings):
     """The settings the outputs depend on, whatever the environment or .env says."""
     settings.AUDIT_CHAIN_KEY = "golden-audit-chain-key"
+    # Entries are hashed with the key their key id names, and checkpoints signed with this.
+    settings.AUDIT_CHAIN_KEY_ID = "1"
+    settings.AUDIT_CHAIN_KEYS = {"1": settings.AUDIT_CHAIN_KEY}
+    settings.AUDIT_SIGNING_KEY = GOLDEN_SIGNING_KEY
+    settings.AUDIT_PUBLIC_KEY = public_key_of(GOLDEN_SIGNING_KEY)
+    settings.AUDIT_TRUSTED_PUBLIC_KEYS = [settings.AUDIT_PUBLIC_KEY]
+    settings.AUDITOR_EMAILS = []
+    settings.SITE_URL = "https://cash.example.com"
     settings.DEFAULT_FROM_EMAIL = "cash-office@localhost"
     settings.TIME_ZONE = "Indian/Antananarivo"
     settings.LANGUAGE_CODE = "en"
@@ -190,6 +205,12 @@ def normalise_header(name: str, value: str) -> str:
     return NORMALISED if name.lower() == "message-id" else value
 
 
+def normalise_checkpoint_dirs(text: str) -> str:
+    for url in settings.AUDIT_CHECKPOINT_SINKS:
+        text = text.replace(url.removeprefix("file://"), "<checkpoint dir>")
+    return text
+
+
 def normalise_duration_ms(summary: dict[str, Any]) -> dict[str, Any]:
     if "duration_ms" in summary:
         return {**summary, "duration_ms": NORMALISED}
@@ -248,11 +269,13 @@ def transcript(run: CommandRun, stdout: str) -> str:
 
 def check_output(golden: Golden, run: CommandRun, *, prefix: str = "") -> None:
     if "--json" not in run.args:
-        golden.text(f"{prefix}output", transcript(run, normalise_time_taken(run.stdout)))
+        stdout = normalise_checkpoint_dirs(normalise_time_taken(run.stdout))
+        golden.text(f"{prefix}output", normalise_checkpoint_dirs(transcript(run, stdout)))
         return
     summary = json.loads(run.stdout)
     # The command prints its summary indented by 2 with sorted keys: keep it so.
     assert run.stdout == json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    summary = json.loads(normalise_checkpoint_dirs(run.stdout))
     golden.json(f"{prefix}summary", normalise_duration_ms(summary))
     golden.text(
         f"{prefix}json-output",
@@ -685,6 +708,32 @@ def test_verify_audit_trail_tampered_chain_alerts_admins(golden, output):
     audited_activity()
     tamper_with_the_chain()
     run_case(golden, "verify_audit_trail", "--alert-on-tampering", output=output, when=VERIFY_AT)
+
+
+def activity_with_a_checkpoint() -> None:
+    """The same sessions, with a verification on May 12 that signed the head as it was then
+    (sequence 13); the May 18 session comes after it."""
+    with time_machine.travel(at(2026, 3, 1, 9, 0), tick=False):
+        hery = make_agent("AG0001", "Hery Rakoto")
+        voahangy = make_agent("AG0002", "Voahangy Rabe")
+        make_staff("boss", "boss@example.com")
+    takings(hery, at(2026, 3, 2, 10, 0), "10000.00")
+    takings(hery, at(2026, 5, 4, 9, 30), "5000.00", "2500.00", paid_indexes=(0,))
+    takings(voahangy, at(2026, 5, 11, 14, 0), "3000.00", "1200.00", void_indexes=(1,))
+    call("verify_audit_trail", "--full", when=at(2026, 5, 12, 8, 0))
+    takings(hery, at(2026, 5, 18, 16, 45), "4000.00")
+
+
+@BOTH_OUTPUTS
+def test_verify_audit_trail_from_the_last_checkpoint_to_the_head(golden, output, settings):
+    """Checked by sequence: the March dates given (with the entries either side) and the
+    entries since the May 12 checkpoint; the auditors receive the newly signed head."""
+    activity_with_a_checkpoint()
+    settings.AUDITOR_EMAILS = ["auditor@example.com"]
+    args = ("--start-date", "2026-03-01", "--end-date", "2026-03-01")
+    run_case(golden, "verify_audit_trail", *args, output=output, when=VERIFY_AT)
+    # Nothing appended since: the head is the checkpoint just signed.
+    run_case(golden, "verify_audit_trail", *args, output=output, when=VERIFY_AT, prefix="again.")
 
 
 # reconciliation_reminder ------------------------------------------------------------------
