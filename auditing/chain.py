@@ -58,13 +58,18 @@ class ViolationKind(StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     CHECKPOINT_INVALID = "checkpoint_invalid"
     ENFORCEMENT_OFF = "enforcement_off"
+    # The rows the trail describes (auditing/rows.py), checked by a full verification.
+    ROW_DIFFERS = "row_differs"
+    ROW_NOT_AUDITED = "row_not_audited"
+    AUDITED_ROW_MISSING = "audited_row_missing"
 
 
 @dataclass(frozen=True)
 class Violation:
     """One violation. ``sequence`` names the entry (None when no entry is at fault, as for
     switched-off enforcement); ``reference`` identifies a checkpoint finding so that an
-    administrator's acknowledgement can name it."""
+    administrator's acknowledgement can name it; ``table``, ``row`` and ``field`` name
+    what a row finding is about."""
 
     kind: ViolationKind
     sequence: int | None
@@ -73,6 +78,9 @@ class Violation:
     expected: str = ""
     stored: str = ""
     reference: str = ""
+    table: str = ""
+    row: str = ""
+    field: str = ""
 
 
 # Rows -------------------------------------------------------------------------------------

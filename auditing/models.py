@@ -137,6 +137,9 @@ class VerificationFinding(models.Model):
         ViolationKind.CHECKPOINT_MISMATCH: _("checkpoint no longer matches the chain"),
         ViolationKind.CHECKPOINT_INVALID: _("invalid checkpoint"),
         ViolationKind.ENFORCEMENT_OFF: _("append-only enforcement off"),
+        ViolationKind.ROW_DIFFERS: _("row differs from its audited state"),
+        ViolationKind.ROW_NOT_AUDITED: _("row with no audit entry"),
+        ViolationKind.AUDITED_ROW_MISSING: _("audited row missing"),
     }
 
     run = models.ForeignKey(VerificationRun, on_delete=models.CASCADE, related_name="findings")
@@ -152,6 +155,10 @@ class VerificationFinding(models.Model):
     reference = models.CharField(
         max_length=300, blank=True, help_text="The checkpoint a checkpoint finding is about."
     )
+    # What a row finding is about (auditing/rows.py); empty for the chain's findings.
+    table = models.CharField(max_length=64, blank=True)
+    row = models.CharField(max_length=64, blank=True)
+    field = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["run", "position"]

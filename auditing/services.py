@@ -133,6 +133,9 @@ def verification_run_finish(
                     stored=violation.stored,
                     detail=violation.detail,
                     reference=violation.reference[:300],
+                    table=violation.table,
+                    row=violation.row,
+                    field=violation.field,
                 )
                 for position, violation in enumerate(
                     violations[offset : offset + FINDINGS_BATCH], start=offset + 1

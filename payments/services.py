@@ -17,11 +17,13 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from auditing.rows import AFTER
 from auditing.services import audit_entry_append
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from mailing.models import EmailMessage
 from mailing.rendering import subject_render, text_render
 from mailing.services import email_queue
+from payments.audited import states_after
 from payments.errors import PaymentsError
 from payments.models import (
     Agent,
@@ -133,7 +135,12 @@ def session_open(
             action="session.opened",
             actor=actor,
             subject=session,
-            data={"number": number, "agent": agent.code, "opening_balance": opening_balance},
+            data={
+                "number": number,
+                "agent": agent.code,
+                "opening_balance": opening_balance,
+                AFTER: states_after(session),
+            },
         )
     logger.info("Session %s opened for agent %s", number, agent.code)
     return session
@@ -216,6 +223,7 @@ def transaction_record(
                 "change_given": cash_transaction.change_given,
                 "commission_rate": rate,
                 "commission_amount": commission.amount,
+                AFTER: states_after(cash_transaction, commission),
             },
         )
     return cash_transaction
@@ -261,6 +269,7 @@ def transaction_void(
                 "tax_amount": cash_transaction.tax_amount,
                 "reason": cash_transaction.void_reason,
                 "commission_cancelled": commission.amount,
+                AFTER: states_after(cash_transaction, commission),
             },
         )
     return cash_transaction
@@ -297,6 +306,7 @@ def _close_locked_session(
             "discrepancy": session.discrepancy,
             "notes": notes,
             **(audit_data or {}),
+            AFTER: states_after(session),
         },
     )
     return session
@@ -393,6 +403,7 @@ def session_reconcile(
                 "counted_at_reconciliation": counted_now,
                 "discrepancy": session.discrepancy,
                 "notes": notes,
+                AFTER: states_after(session),
             },
         )
     return session
@@ -439,6 +450,7 @@ def commissions_mark_paid(
                     "receipt_number": commission.cash_transaction.receipt_number,
                     "agent": commission.agent.code,
                     "amount": commission.amount,
+                    AFTER: states_after(commission),
                 },
             )
             paid += 1

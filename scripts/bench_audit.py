@@ -1,13 +1,17 @@
 """Time the audit trail's verification at scale, and print the figures as a markdown table.
 
-Run through `make bench` (after scripts/bench.py, in the same dedicated PostgreSQL
-database). BENCH_AUDIT_ENTRIES sets the chain's length (default 1,000,000) and
-BENCH_AUDIT_NEW how many entries follow the last signed checkpoint (default 10,000).
+Run through `make bench`, in a dedicated PostgreSQL database of its own
+(BENCH_AUDIT_DATABASE_URL): it replaces the trail and the cash tables there.
+BENCH_AUDIT_PAYMENTS sets the number of payments (default 1,000,000; 40 a session, 1,000
+agents) and BENCH_AUDIT_NEW how many entries follow the last signed checkpoint (default
+10,000).
 
-The chain is computed here with the application's rules (auditing/chain.py) and loaded
-with COPY; a chain of the wanted length from an earlier run is reused, so a rerun only
-times. Its timestamps span the last 400 days, so the scheduled check's default 30-day
-period holds about 1/13th of it.
+The sessions, payments and commissions, and the chain that records them (one
+session.opened, one transaction.recorded per payment, one session.closed, each with the
+rows' states as the services write them, auditing/rows.py) are computed here with the
+application's rules and loaded with COPY; a chain of the wanted length from an earlier run
+is reused, so a rerun only times. Its timestamps span the last 400 days, so the scheduled
+check's default 30-day period holds about 1/13th of it.
 
 Checkpoints go to var/bench-checkpoints/ (recreated on every run), never to the
 development directory var/checkpoints/.
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +43,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.mail import EmailMultiAlternatives  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -52,28 +58,40 @@ from auditing.chain import (  # noqa: E402
     entry_hmac,
     entry_message,
     row_decode,
+    timestamp_format,
 )
+from auditing.rows import rows_check  # noqa: E402
 from auditing.selectors import ChainHead, audit_chain_head  # noqa: E402
 from auditing.services import (  # noqa: E402
     checkpoint_sign_and_store,
     verification_run_finish,
     verification_run_start,
 )
-from auditing.verification import VerificationResult  # noqa: E402
+from auditing.verification import (  # noqa: E402
+    CHAIN_START,
+    VerificationResult,  # noqa: E402
+    chain_verify_ranges,
+)
 from mailing.models import EmailMessage  # noqa: E402
+from payments.audited import AUDITED_TABLES  # noqa: E402
+from payments.models import Agent  # noqa: E402
 from tasks.audit_emails import tampering_alert_queue  # noqa: E402
 from tasks.operations import audit_checkpoint  # noqa: E402
 from tasks.operations.verify_audit_trail import audit_trail_verify, options_parse  # noqa: E402
 from tasks.results import Trigger  # noqa: E402
 
-ENTRIES = int(os.environ.get("BENCH_AUDIT_ENTRIES", "1000000"))
+PAYMENTS = int(os.environ.get("BENCH_AUDIT_PAYMENTS", "1000000"))
+PER_SESSION = 40
+AGENTS = 1000
+SESSIONS = max(1, PAYMENTS // PER_SESSION)
+# The marker, then per session: opened, its payments, closed.
+ENTRIES = 1 + SESSIONS * (PER_SESSION + 2)
 NEW = int(os.environ.get("BENCH_AUDIT_NEW", "10000"))
 SPAN = dt.timedelta(days=400)
 COPY_BATCH = 50_000
 ALERT_FINDINGS = int(os.environ.get("BENCH_AUDIT_ALERT_FINDINGS", "100000"))
 # The first entry's action marks a chain this script made (and may therefore replace).
 MARKER_ACTION = "bench.chain_seeded"
-ACTIONS = ("transaction.recorded", "transaction.recorded", "session.opened", "session.closed")
 COLUMNS = (
     "sequence, timestamp, action, actor_id, actor_name, subject_type, subject_id, data, "
     "previous_hash, current_hash, key_id"
@@ -104,7 +122,9 @@ def chain_reusable() -> bool:
 
 
 def chain_seed() -> None:
-    """Replace the trail with ENTRIES entries computed with the real rules, loaded by COPY.
+    """Replace the cash tables and the trail with SESSIONS closed sessions of PER_SESSION
+    payments and the ENTRIES entries that record them, computed with the real rules and
+    loaded by COPY.
 
     The audit table refuses TRUNCATE through its append-only triggers. This is the bench's
     own database, so the triggers are skipped for this one transaction with
@@ -115,31 +135,28 @@ def chain_seed() -> None:
     key = settings.AUDIT_CHAIN_KEYS[key_id]
     step = SPAN / ENTRIES
     first = timezone.now() - dt.timedelta(minutes=10) - step * ENTRIES
-    previous = GENESIS_HASH
+    agents = _agents()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
         _checkpoint_state_clear(cursor)
         cursor.execute("TRUNCATE auditing_auditentry")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        for sequence in range(1, ENTRIES + 1):
-            if sequence == 1:
-                action, data = MARKER_ACTION, {"entries": ENTRIES}
-            else:
-                action = ACTIONS[sequence % len(ACTIONS)]
-                data = {
-                    "receipt_number": f"BR-{sequence:08d}",
-                    "session": f"BS-{sequence // 40:07d}",
-                    "tax_amount": f"{(sequence * 7919) % 240000 + 5000}.00",
-                }
+        cursor.execute(
+            "TRUNCATE payments_commission, payments_cashtransaction, payments_cashsession CASCADE"
+        )
+        tables = {name: io.StringIO() for name in COPY_COLUMNS}
+        writers = {name: csv.writer(buffer) for name, buffer in tables.items()}
+        previous = GENESIS_HASH
+
+        def append(sequence: int, action: str, subject: tuple[str, object], data: dict) -> None:
+            nonlocal previous
             entry = Entry(
                 sequence=sequence,
                 timestamp=first + step * sequence,
                 action=action,
                 actor_id=None,
                 actor_name="system",
-                subject_type="payments.cashtransaction",
-                subject_id=str(sequence),
+                subject_type=subject[0],
+                subject_id=str(subject[1]),
                 data=data,
                 previous_hash=previous,
                 current_hash="",
@@ -147,7 +164,7 @@ def chain_seed() -> None:
             )
             current = entry_hmac(entry_message(entry), key)
             # An empty unquoted field is NULL in COPY's CSV: actor_id (None) only.
-            writer.writerow(
+            writers["auditing_auditentry"].writerow(
                 (
                     sequence,
                     entry.timestamp.isoformat(),
@@ -156,21 +173,237 @@ def chain_seed() -> None:
                     "system",
                     entry.subject_type,
                     entry.subject_id,
-                    json.dumps(data, separators=(",", ":")),
+                    json.dumps(data, separators=(",", ":"), ensure_ascii=False),
                     previous,
                     current,
                     key_id,
                 )
             )
             previous = current
-            if sequence % COPY_BATCH == 0 or sequence == ENTRIES:
-                buffer.seek(0)
-                cursor.copy_expert(
-                    f"COPY auditing_auditentry ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer
-                )
-                buffer.seek(0)
-                buffer.truncate()
-        cursor.execute("ANALYZE auditing_auditentry")
+            if sequence % COPY_BATCH == 0:
+                _copy(cursor, tables)
+
+        append(1, MARKER_ACTION, ("", ""), {"entries": ENTRIES, "payments": PAYMENTS})
+        sequence = 1
+        for session_id in range(1, SESSIONS + 1):
+            sequence = _session_seed(
+                session_id, agents[session_id % len(agents)], sequence, append, writers, first, step
+            )
+        _copy(cursor, tables)
+        for table in ("payments_cashsession", "payments_cashtransaction", "payments_commission"):
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - constant
+                f"(SELECT max(id) FROM {table}))"
+            )
+        cursor.execute("ANALYZE")
+
+
+COPY_COLUMNS = {
+    "auditing_auditentry": COLUMNS,
+    "payments_cashsession": (
+        "id, number, agent_id, status, opened_at, opening_balance, closed_at, auto_closed, "
+        "counted_balance, expected_balance, discrepancy, closing_notes, reconciliation_notes"
+    ),
+    "payments_cashtransaction": (
+        "id, receipt_number, session_id, agent_id, payer_reference, tax_amount, "
+        "amount_tendered, change_given, status, created_at, void_reason"
+    ),
+    "payments_commission": (
+        "id, cash_transaction_id, agent_id, session_id, base_amount, rate, amount, status, "
+        "created_at"
+    ),
+}
+OPENING = Decimal("20000.00")
+RATE = Decimal("2.00")
+
+
+def _agents() -> list[tuple[int, str]]:
+    """AGENTS agents (id, code), created once."""
+    User = get_user_model()
+    have = Agent.objects.filter(code__startswith="BA").count()
+    if have < AGENTS:
+        users = User.objects.bulk_create(
+            [User(username=f"bench-audit-{n:04d}") for n in range(have, AGENTS)]
+        )
+        Agent.objects.bulk_create(
+            [
+                Agent(user=user, code=f"BA{n:04d}", full_name=f"Bench agent {n}")
+                for n, user in zip(range(have, AGENTS), users, strict=True)
+            ]
+        )
+    return list(
+        Agent.objects.filter(code__startswith="BA").order_by("code").values_list("id", "code")
+    )
+
+
+def _session_seed(session_id, agent, sequence, append, writers, first, step) -> int:
+    """One session's rows and entries, as the services write them; returns the last
+    sequence used."""
+    agent_id, code = agent
+    number = f"BS-{session_id:07d}"
+    sequence += 1
+    opened_at = first + step * sequence
+    session = {
+        "id": session_id,
+        "number": number,
+        "agent_id": agent_id,
+        "status": "open",
+        "opened_at": timestamp_format(opened_at),
+        "opening_balance": str(OPENING),
+        "closed_at": None,
+        "auto_closed": False,
+        "expected_balance": None,
+        "counted_balance": None,
+        "discrepancy": None,
+        "reconciled_at": None,
+    }
+    append(
+        sequence,
+        "session.opened",
+        ("payments.cashsession", session_id),
+        {
+            "number": number,
+            "agent": code,
+            "opening_balance": str(OPENING),
+            "after": {"payments.cashsession": [session]},
+        },
+    )
+    collected = Decimal(0)
+    for index in range(PER_SESSION):
+        sequence += 1
+        payment_id = (session_id - 1) * PER_SESSION + index + 1
+        created_at = timestamp_format(first + step * sequence)
+        tax = Decimal((payment_id * 7919) % 240000 + 5000).quantize(Decimal("0.01"))
+        tendered = tax + (Decimal("500.00") if payment_id % 3 == 0 else Decimal("0.00"))
+        commission = (tax * RATE / 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        receipt = f"{number}-{index + 1:04d}"
+        payment_state = {
+            "id": payment_id,
+            "receipt_number": receipt,
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "payer_reference": f"NIF-{payment_id:08d}",
+            "tax_amount": str(tax),
+            "amount_tendered": str(tendered),
+            "change_given": str(tendered - tax),
+            "status": "completed",
+            "created_at": created_at,
+            "voided_at": None,
+        }
+        commission_state = {
+            "id": payment_id,
+            "cash_transaction_id": payment_id,
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "base_amount": str(tax),
+            "rate": str(RATE),
+            "amount": str(commission),
+            "status": "pending",
+            "created_at": created_at,
+            "paid_at": None,
+            "cancelled_at": None,
+        }
+        append(
+            sequence,
+            "transaction.recorded",
+            ("payments.cashtransaction", payment_id),
+            {
+                "receipt_number": receipt,
+                "session": number,
+                "agent": code,
+                "payer_reference": payment_state["payer_reference"],
+                "tax_amount": str(tax),
+                "amount_tendered": str(tendered),
+                "change_given": str(tendered - tax),
+                "commission_rate": str(RATE),
+                "commission_amount": str(commission),
+                "after": {
+                    "payments.cashtransaction": [payment_state],
+                    "payments.commission": [commission_state],
+                },
+            },
+        )
+        writers["payments_cashtransaction"].writerow(
+            (
+                payment_id,
+                receipt,
+                session_id,
+                agent_id,
+                payment_state["payer_reference"],
+                tax,
+                tendered,
+                tendered - tax,
+                "completed",
+                created_at,
+                "",
+            )
+        )
+        writers["payments_commission"].writerow(
+            (
+                payment_id,
+                payment_id,
+                agent_id,
+                session_id,
+                tax,
+                RATE,
+                commission,
+                "pending",
+                created_at,
+            )
+        )
+        collected += tax
+    sequence += 1
+    expected = OPENING + collected
+    counted = expected - (Decimal("1000.00") if session_id % 7 == 0 else Decimal("0.00"))
+    session.update(
+        status="closed",
+        closed_at=timestamp_format(first + step * sequence),
+        expected_balance=str(expected),
+        counted_balance=str(counted),
+        discrepancy=str(counted - expected),
+    )
+    append(
+        sequence,
+        "session.closed",
+        ("payments.cashsession", session_id),
+        {
+            "number": number,
+            "agent": code,
+            "expected_balance": str(expected),
+            "counted_balance": str(counted),
+            "discrepancy": str(counted - expected),
+            "notes": "",
+            "after": {"payments.cashsession": [session]},
+        },
+    )
+    writers["payments_cashsession"].writerow(
+        (
+            session_id,
+            number,
+            agent_id,
+            "closed",
+            session["opened_at"],
+            OPENING,
+            session["closed_at"],
+            "f",
+            counted,
+            expected,
+            counted - expected,
+            "",
+            "",
+        )
+    )
+    return sequence
+
+
+def _copy(cursor, tables: dict[str, io.StringIO]) -> None:
+    for name, buffer in tables.items():
+        buffer.seek(0)
+        cursor.copy_expert(
+            f"COPY {name} ({COPY_COLUMNS[name]}) FROM STDIN WITH (FORMAT csv)", buffer
+        )
+        buffer.seek(0)
+        buffer.truncate()
 
 
 def _checkpoint_state_clear(cursor) -> None:
@@ -304,11 +537,17 @@ def verifier_run(*, with_keys: bool) -> int | None:
 def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("The audit bench runs on PostgreSQL: set DATABASE_URL")
-    print(f"\n=== Audit trail: {ENTRIES:,} entries, {NEW:,} after the last checkpoint ===\n")
+    print(
+        f"\n=== Audit trail: {PAYMENTS:,} payments in {SESSIONS:,} sessions, {ENTRIES:,} "
+        f"entries, {NEW:,} after the last checkpoint ===\n"
+    )
     if chain_reusable():
         print("  chain reused from an earlier run")
     else:
-        print(f"  seeding {ENTRIES:,} entries (computed in Python, loaded with COPY)...")
+        print(
+            f"  seeding {ENTRIES:,} entries and their rows (computed in Python, loaded with "
+            "COPY)..."
+        )
         started = time.perf_counter()
         chain_seed()
         print(f"  seeded in {time.perf_counter() - started:.1f} s")
@@ -328,7 +567,22 @@ def main() -> None:
     seconds, result = timed(
         lambda: audit_trail_verify(options=options_parse(full=True), trigger=Trigger.MANUAL)
     )
-    rows.append(("verify_audit_trail --full", result_checked(result), seconds))
+    rows.append(("verify_audit_trail --full (chain and rows)", result_checked(result), seconds))
+    seconds, result = timed(lambda: chain_verify_ranges([(CHAIN_START, ENTRIES)]))
+    rows.append(("the chain alone (chain_verify_ranges)", result_checked(result), seconds))
+    seconds, report = timed(lambda: rows_check(AUDITED_TABLES))
+    if report.findings:
+        sys.exit(f"The bench's rows are reported changed: {report.findings[:3]}")
+    checked_rows = sum(table.rows for table in report.checked)
+    rows.append(
+        (
+            "the rows alone (rows_check: "
+            + ", ".join(f"{table.rows:,} {table.table}" for table in report.checked)
+            + ")",
+            checked_rows,
+            seconds,
+        )
+    )
     for with_keys, label in ((True, "with HMAC keys"), (False, "without keys")):
         seconds, checked = timed(lambda with_keys=with_keys: verifier_run(with_keys=with_keys))
         if checked is None:
@@ -348,7 +602,7 @@ def main() -> None:
         f"({csv_note}); findings stored and alert queued in {seconds:.1f} s"
     )
 
-    print("\n| case | entries checked | seconds | entries/s |")
+    print("\n| case | entries or rows checked | seconds | per second |")
     print("|---|---:|---:|---:|")
     for label, checked, seconds in rows:
         print(f"| {label} | {checked:,} | {seconds:.2f} | {checked / seconds:,.0f} |")

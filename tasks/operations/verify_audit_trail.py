@@ -23,6 +23,7 @@ from auditing.chain import Checkpoint, Violation, ViolationKind, checkpoints_che
 from auditing.checkpoints import checkpoint_sources
 from auditing.enforcement import append_only_enforcement_problems
 from auditing.models import VerificationRun
+from auditing.rows import RowsChecked, rows_check
 from auditing.selectors import (
     ChainHead,
     audit_chain_head,
@@ -46,6 +47,7 @@ from auditing.verification import (
 )
 from mailing.addresses import InvalidEmailAddress
 from mailing.selectors import EmailOutcomes, email_outcomes, staff_email_addresses
+from payments.audited import AUDITED_TABLES
 from tasks.audit_emails import auditors_report_queue, tampering_alert_queue
 from tasks.inputs import (
     InvalidInput,
@@ -212,7 +214,8 @@ def _local_midnight(day: dt.date) -> dt.datetime:
 @dataclass(frozen=True)
 class ViolationRow:
     """One finding, as the command and the task's result show it. ``sequence`` is None
-    when no entry is at fault (enforcement switched off, a checkpoint file unreadable)."""
+    when no entry is at fault (enforcement switched off, a checkpoint file unreadable, a
+    row with no entry); ``table``, ``row`` and ``field`` name what a row finding is about."""
 
     sequence: int | None
     timestamp: dt.datetime | None
@@ -220,6 +223,9 @@ class ViolationRow:
     expected: str
     stored: str
     detail: str
+    table: str | None = omitted_when_none()
+    row: str | None = omitted_when_none()
+    field: str | None = omitted_when_none()
 
     @classmethod
     def of(cls, violation: Violation) -> "ViolationRow":
@@ -230,6 +236,9 @@ class ViolationRow:
             expected=violation.expected,
             stored=violation.stored,
             detail=violation.detail,
+            table=violation.table or None,
+            row=violation.row or None,
+            field=violation.field or None,
         )
 
 
@@ -300,6 +309,8 @@ class Result:
     checkpoints_checked: int
     last_good_checkpoint: CheckpointShown | None
     checkpoint: CheckpointShown | None
+    # A full run's check of the cash tables against the trail: rows checked per table.
+    rows_checked: tuple[RowsChecked, ...] | None = omitted_when_none()
     intact: bool
     issues: int
     violations: tuple[ViolationRow, ...]
@@ -327,6 +338,7 @@ class _Checked:
     violations: list[Violation]
     checkpoints_checked: int
     last_good: Checkpoint | None
+    rows_checked: tuple[RowsChecked, ...] | None = None
 
 
 def audit_trail_verify(*, options: Options, trigger: Trigger) -> Result:
@@ -441,11 +453,19 @@ def _checks_by_position(*, period: Period, head: ChainHead | None, now: dt.datet
             if in_period:
                 ranges.append(in_period)
     result = chain_verify_ranges(ranges, now=now)
+    # The cash tables are read whole, so only a full run checks them against the trail.
+    rows = rows_check(AUDITED_TABLES) if period.full else None
     return _Checked(
         result=result,
-        violations=[*enforcement, *report.findings, *result.violations],
+        violations=[
+            *enforcement,
+            *report.findings,
+            *result.violations,
+            *(rows.findings if rows else ()),
+        ],
         checkpoints_checked=report.checked,
         last_good=report.last_good,
+        rows_checked=tuple(rows.checked) if rows else None,
     )
 
 
@@ -486,6 +506,7 @@ def _result(
         checkpoints_checked=checked.checkpoints_checked,
         last_good_checkpoint=CheckpointShown.of(checked.last_good) if checked.last_good else None,
         checkpoint=CheckpointShown.written(written) if written else None,
+        rows_checked=checked.rows_checked,
         intact=run.intact,
         issues=run.issue_count,
         violations=tuple(

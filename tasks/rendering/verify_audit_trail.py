@@ -22,6 +22,9 @@ def verification_render(
     else:
         out.write("No audit entries checked.")
     out.write(f"Checkpoints checked: {result.checkpoints_checked}")
+    if result.rows_checked is not None:
+        counts = ", ".join(f"{checked.table} {checked.rows}" for checked in result.rows_checked)
+        out.write(f"Rows checked against their audit entries: {counts}")
     if result.last_good_checkpoint:
         out.write(f"Last good checkpoint: {_checkpoint_text(result.last_good_checkpoint)}")
     else:
@@ -97,7 +100,9 @@ def _checkpoint_render(
 
 def _violation_render(row: ViolationRow, *, out: OutputWrapper, style: Style) -> None:
     label = VerificationFinding.KIND_LABELS[row.kind]
-    if row.sequence is None:
+    if row.table:
+        where = f"{row.table} row {row.row}" + (f", field {row.field}" if row.field else "")
+    elif row.sequence is None:
         where = "No entry"
     elif row.timestamp:
         where = f"Entry #{row.sequence} at {timezone.localtime(row.timestamp):%Y-%m-%d %H:%M:%S}"

@@ -1,4 +1,6 @@
 from auditing.models import AuditEntry
+from auditing.rows import row_state
+from payments.audited import AUDITED_TABLES
 from payments.models import (
     Agent,
     CashSession,
@@ -32,3 +34,16 @@ def assert_audited(entry: AuditEntry, *, action: str, actor, subject) -> None:
     assert entry.actor_id == (actor.pk if actor is not None else None)
     assert entry.actor_name == (actor.get_username() if actor is not None else "system")
     assert (entry.subject_type, entry.subject_id) == (subject._meta.label_lower, str(subject.pk))
+
+
+def audited_data(entry: AuditEntry, *rows) -> dict:
+    """The entry's data without the rows' states it records (``data["after"]``), once
+    those are checked to be exactly ``rows`` as the database holds them now."""
+    data = dict(entry.data)
+    fields = {table.model: table.fields for table in AUDITED_TABLES}
+    expected: dict[str, list[dict]] = {}
+    for row in rows:
+        stored = type(row).objects.get(pk=row.pk)
+        expected.setdefault(row._meta.label_lower, []).append(row_state(stored, fields[type(row)]))
+    assert data.pop("after") == expected
+    return data

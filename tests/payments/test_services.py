@@ -42,7 +42,7 @@ from tests.factories import (
     CommissionFactory,
     StaffUserFactory,
 )
-from tests.payments.helpers import assert_audited
+from tests.payments.helpers import assert_audited, audited_data
 
 LOCAL = ZoneInfo("Indian/Antananarivo")
 MORNING = dt.datetime(2026, 11, 24, 8, 0, tzinfo=LOCAL)
@@ -192,7 +192,7 @@ def test_opening_appends_one_session_opened_entry(agent, audit_entries_written):
 
     [entry] = entries
     assert_audited(entry, action="session.opened", actor=agent.user, subject=session)
-    assert entry.data == {
+    assert audited_data(entry, session) == {
         "number": session.number,
         "agent": agent.code,
         "opening_balance": "2500.50",
@@ -359,7 +359,7 @@ def test_recording_appends_one_transaction_recorded_entry(session, audit_entries
 
     [entry] = entries
     assert_audited(entry, action="transaction.recorded", actor=session.agent.user, subject=payment)
-    assert entry.data == {
+    assert audited_data(entry, payment, payment.commission) == {
         "receipt_number": payment.receipt_number,
         "session": session.number,
         "agent": session.agent.code,
@@ -443,7 +443,7 @@ def test_voiding_appends_one_transaction_voided_entry(session, audit_entries_wri
 
     [entry] = entries
     assert_audited(entry, action="transaction.voided", actor=supervisor, subject=payment)
-    assert entry.data == {
+    assert audited_data(entry, payment, payment.commission) == {
         "receipt_number": payment.receipt_number,
         "session": session.number,
         "tax_amount": "5000.00",
@@ -532,7 +532,7 @@ def test_closing_appends_one_session_closed_entry(session, audit_entries_written
 
     [entry] = entries
     assert_audited(entry, action="session.closed", actor=session.agent.user, subject=session)
-    assert entry.data == {
+    assert audited_data(entry, session) == {
         "number": session.number,
         "agent": session.agent.code,
         "expected_balance": "13000.00",
@@ -669,7 +669,7 @@ def test_reconciling_appends_one_session_reconciled_entry(audit_entries_written)
 
     [entry] = entries
     assert_audited(entry, action="session.reconciled", actor=supervisor, subject=session)
-    assert entry.data == {
+    assert audited_data(entry, session) == {
         "number": session.number,
         "expected_balance": "12000.00",
         "counted_balance": "12000.00",
@@ -743,7 +743,7 @@ def test_marking_paid_appends_one_commission_paid_entry_per_newly_paid_commissio
     assert len(entries) == 2
     for entry, commission in zip(entries, [first, second], strict=True):
         assert_audited(entry, action="commission.paid", actor=treasurer, subject=commission)
-        assert entry.data == {
+        assert audited_data(entry, commission) == {
             "receipt_number": commission.cash_transaction.receipt_number,
             "agent": commission.agent.code,
             "amount": "100.00",
