@@ -18,6 +18,8 @@ export FLOWER_BASIC_AUTH
 # `make bench` times the operations on a generated data set in its own database.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench
 BENCH_SCALE ?= 100000
+# The audit bench replaces the trail and the cash tables of a database of its own.
+BENCH_AUDIT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench_audit
 export BENCH_SCALE
 
 .PHONY: install demo test bench lint format messages services stack clean
@@ -59,7 +61,10 @@ bench: $(STAMP) services
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
 	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
 		$(BIN)/python scripts/bench.py
-	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
+	psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'cash_office_bench_audit'" \
+		| grep -q 1 || createdb -h 127.0.0.1 -U postgres cash_office_bench_audit
+	DATABASE_URL=$(BENCH_AUDIT_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL=$(BENCH_AUDIT_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
 		$(BIN)/python scripts/bench_audit.py
 
 stack: $(STAMP) services

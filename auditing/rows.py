@@ -107,7 +107,7 @@ def rows_check(tables: Iterable[AuditedTable]) -> RowsReport:
 
 def _merge(
     table: AuditedTable,
-    current: Iterator[tuple[int, dict[str, Any]]],
+    current: Iterator[tuple[int, str | dict[str, Any]]],
     audited: Iterator[tuple[int, int, str]],
 ) -> Iterator[Violation | None]:
     """Both sides in key order. Yields None for each current row checked, and a finding for
@@ -129,12 +129,23 @@ def _merge(
 
 
 def _differences(
-    table: AuditedTable, key: int, values: dict[str, Any], *, sequence: int, recorded: str
+    table: AuditedTable,
+    key: int,
+    values: str | dict[str, Any],
+    *,
+    sequence: int,
+    recorded: str,
 ) -> Iterator[Violation]:
+    if values == recorded:
+        return  # PostgreSQL printed both as JSONB text: equal text, equal state
+    if isinstance(values, str):
+        values = json.loads(values)
     try:
         audited = json.loads(recorded)
     except ValueError:
         audited = {}
+    if not isinstance(audited, dict):
+        audited = {}  # a tampered entry: the chain reports it
     # A field the entry did not record (a field made material after it was written) is
     # not compared: the entry vouches only for what it holds.
     for name in table.fields:
@@ -185,20 +196,39 @@ def _shown(value: Any) -> str:
     return "empty" if value is None else json.dumps(value, ensure_ascii=False).strip('"')
 
 
-def _current_rows(table: AuditedTable) -> Iterator[tuple[int, dict[str, Any]]]:
+def _current_rows(table: AuditedTable) -> Iterator[tuple[int, str | dict[str, Any]]]:
+    """(row key, the row as its audit entry records it). PostgreSQL prints that state
+    itself, as JSONB text like the recorded one, so an unchanged row costs one string
+    comparison; SQLite (the demo) hands over values that Python puts in that form."""
     model = table.model
     fields = [_field(model, name) for name in table.fields]
     quote = connection.ops.quote_name
     pk = quote(model._meta.pk.column)
-    sql = (
-        f"SELECT {pk}, {', '.join(quote(field.column) for field in fields)} "  # noqa: S608 - names from the model
-        f"FROM {quote(table.db_table)} ORDER BY {pk}"
-    )
+    if connection.vendor == "postgresql":
+        pairs = ", ".join(f"'{field.attname}', {_as_recorded(field)}" for field in fields)
+        columns = f"CAST(jsonb_build_object('id', {pk}, {pairs}) AS text)"
+    else:
+        columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"SELECT {pk}, {columns} FROM {quote(table.db_table)} ORDER BY {pk}"  # noqa: S608 - names from the model
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql)
         while batch := cursor.fetchmany(STREAM_CHUNK_SIZE):
-            for key, *values in batch:
-                yield key, _normalized(fields, values)
+            if connection.vendor == "postgresql":
+                yield from batch
+            else:
+                for key, *values in batch:
+                    yield key, _normalized(fields, values)
+
+
+def _as_recorded(field: models.Field) -> str:
+    """SQL for a column in the form ``row_state`` records it: amounts as text with the
+    column's scale, times as UTC text with six fractional digits."""
+    column = connection.ops.quote_name(field.column)
+    if isinstance(field, models.DecimalField):
+        return f"CAST({column} AS text)"
+    if isinstance(field, models.DateTimeField):
+        return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+    return column
 
 
 def _normalized(fields: Sequence[models.Field], values: Sequence[Any]) -> dict[str, Any]:

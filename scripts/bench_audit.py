@@ -213,6 +213,13 @@ COPY_COLUMNS = {
         "created_at"
     ),
 }
+# An empty unquoted CSV field is NULL to COPY: these text columns take it as ''.
+EMPTY_TEXT = {
+    "auditing_auditentry": "subject_type, subject_id",
+    "payments_cashsession": "closing_notes, reconciliation_notes",
+    "payments_cashtransaction": "void_reason",
+    "payments_commission": "status",
+}
 OPENING = Decimal("20000.00")
 RATE = Decimal("2.00")
 
@@ -400,7 +407,9 @@ def _copy(cursor, tables: dict[str, io.StringIO]) -> None:
     for name, buffer in tables.items():
         buffer.seek(0)
         cursor.copy_expert(
-            f"COPY {name} ({COPY_COLUMNS[name]}) FROM STDIN WITH (FORMAT csv)", buffer
+            f"COPY {name} ({COPY_COLUMNS[name]}) FROM STDIN WITH (FORMAT csv, "
+            f"FORCE_NOT_NULL ({EMPTY_TEXT[name]}))",
+            buffer,
         )
         buffer.seek(0)
         buffer.truncate()
