@@ -18,6 +18,9 @@ FINDINGS_CSV_HEADER = (
     "expected",
     "stored",
     "reference",
+    "table",
+    "row",
+    "field",
 )
 
 
@@ -36,6 +39,9 @@ def findings_csv_rows(run: VerificationRun) -> Iterator[list[str]]:
             finding.expected,
             finding.stored,
             finding.reference,
+            finding.table,
+            finding.row,
+            finding.field,
         ]
 
 

@@ -7,7 +7,9 @@ CHECK constraint still holds. The audit table itself is left alone, so the chain
 intact and only the row check can tell.
 """
 
+import csv
 import datetime as dt
+import io
 import json
 from decimal import Decimal
 
@@ -15,6 +17,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from auditing.exports import findings_csv
 from auditing.models import AuditEntry, VerificationFinding, VerificationRun
 from payments.models import CashSession, CashTransaction, Commission, SessionStatus
 from payments.services import (
@@ -180,6 +183,22 @@ def test_an_amount_changed_in_sql_is_reported_with_its_table_row_and_field(day, 
     assert run.intact is False
     recorded = AuditEntry.objects.filter(action="transaction.recorded", subject_id=str(paid.pk))
     assert f"audit entry #{recorded.get().sequence} recorded 5000.00" in outcome.stdout
+    # The alert's attachment and the admin's download carry them as columns.
+    header, first, _ = list(csv.reader(io.StringIO(findings_csv(run))))
+    assert dict(zip(header, first, strict=True)) | {"detail": ""} == {
+        "position": "1",
+        "sequence": str(recorded.get().sequence),
+        "kind": "row_differs",
+        "kind_label": "row differs from its audited state",
+        "timestamp": "",
+        "detail": "",
+        "expected": "5000.00",
+        "stored": "4000.00",
+        "reference": "",
+        "table": PAYMENTS,
+        "row": str(paid.pk),
+        "field": "tax_amount",
+    }
 
 
 def test_a_status_changed_in_sql_is_reported(day, run_command):
