@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from auditing.exports import findings_csv
 from auditing.models import AuditEntry, VerificationFinding, VerificationRun
+from mailing.models import EmailMessage
 from payments.models import CashSession, CashTransaction, Commission, SessionStatus
 from payments.services import (
     session_close,
@@ -368,3 +369,54 @@ def test_a_run_over_a_period_leaves_the_rows_to_the_full_run(day, run_command):
 
     assert "Rows checked" not in outcome.stdout
     assert CashTransaction.objects.get(pk=day["paid"].pk).payer_reference == "X"
+
+
+ALERT_SENTENCES = {
+    "en": [
+        "{sessions} row {session}: the field counted_balance differs from what audit entry "
+        "#{sequence} recorded.",
+        "{payments} row {payment} is missing: it was deleted outside the application.",
+        "{payments} row {forged} has no audit entry: it was written outside the application.",
+    ],
+    "fr": [
+        "{sessions} ligne {session} : le champ counted_balance diffère de ce qu'a enregistré "
+        "l'entrée d'audit n° {sequence}.",
+        "{payments} ligne {payment} manquante : elle a été supprimée hors de l'application.",
+        "{payments} ligne {forged} n'a aucune entrée d'audit : elle a été écrite hors de "
+        "l'application.",
+    ],
+}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_alert_explains_each_row_finding_in_the_email_language(
+    day, run_command, settings, language
+):
+    settings.LANGUAGE_CODE = language
+    reconciled, other = day["reconciled"], day["other"]
+    commission = Commission.objects.get(cash_transaction=other)
+    as_owner(
+        (
+            "UPDATE payments_cashsession SET counted_balance = 14000, discrepancy = -1000 "
+            "WHERE id = %s",
+            [reconciled.pk],
+        ),
+        ("DELETE FROM payments_commission WHERE id = %s", [commission.pk]),
+        ("UPDATE payments_cashtransaction SET id = id + 1000 WHERE id = %s", [other.pk]),
+    )
+
+    run_command("verify_audit_trail", "--full", "--email", "auditor@example.com", expect_exit=3)
+
+    alert = EmailMessage.objects.get(recipients=["auditor@example.com"])
+    reconciled_entry = AuditEntry.objects.filter(action="session.reconciled").get()
+    words = {
+        "sessions": SESSIONS,
+        "payments": PAYMENTS,
+        "session": reconciled.pk,
+        "sequence": reconciled_entry.sequence,
+        "payment": other.pk,
+        "forged": other.pk + 1000,
+    }
+    explained = [line.strip() for line in alert.body_text.splitlines() if line.startswith("   ")]
+    for sentence in ALERT_SENTENCES[language]:
+        assert sentence.format(**words) in explained, explained
