@@ -10,20 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from auditing.chain import canonical_bytes, entry_hmac, timestamp_format
-
-HASHED_FIELDS = (
-    "sequence",
-    "timestamp",
-    "action",
-    "actor_id",
-    "actor_name",
-    "subject_type",
-    "subject_id",
-    "data",
-    "previous_hash",
-)
-
+from auditing.chain import Entry, entry_hmac, entry_message, timestamp_format
 
 format_timestamp = timestamp_format
 
@@ -58,23 +45,22 @@ def normalize_data(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in audit data")
 
 
-def hashed_payload(entry) -> dict[str, Any]:
-    return {
-        "sequence": entry.sequence,
-        "timestamp": format_timestamp(entry.timestamp),
-        "action": entry.action,
-        "actor_id": entry.actor_id,
-        "actor_name": entry.actor_name,
-        "subject_type": entry.subject_type,
-        "subject_id": entry.subject_id,
-        "data": entry.data,
-        "previous_hash": entry.previous_hash,
-    }
-
-
 def compute_entry_hash(entry) -> str:
     """The HMAC of an entry under its own key (``entry.key_id``), as auditing/chain.py
     computes it from the stored row."""
-    return entry_hmac(
-        canonical_bytes(hashed_payload(entry)), settings.AUDIT_CHAIN_KEYS[entry.key_id]
+    message = entry_message(
+        Entry(
+            sequence=entry.sequence,
+            timestamp=entry.timestamp,
+            action=entry.action,
+            actor_id=entry.actor_id,
+            actor_name=entry.actor_name,
+            subject_type=entry.subject_type,
+            subject_id=entry.subject_id,
+            data=entry.data,
+            previous_hash=entry.previous_hash,
+            current_hash="",
+            key_id=entry.key_id,
+        )
     )
+    return entry_hmac(message, settings.AUDIT_CHAIN_KEYS[entry.key_id])
