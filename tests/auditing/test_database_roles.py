@@ -537,3 +537,51 @@ def test_check_deploy_is_quiet_for_the_role_setup_database_roles_made(role_name)
     assert [m.id for m in checks.run_checks(include_deployment_checks=True)].count(
         "auditing.W003"
     ) == 1  # back on this test's superuser connection
+
+
+@pytest.mark.parametrize(
+    ("existing", "password", "message"),
+    [
+        (None, False, "does not exist"),
+        ("NOLOGIN", False, "may not log in"),
+        ("LOGIN", True, "exists"),
+    ],
+    ids=["missing", "nologin", "password"],
+)
+def test_an_owner_that_may_not_manage_roles_asks_for_the_role_to_be_made_first(
+    role_name, monkeypatch, existing, password, message
+):
+    """Compose's and the stack's owner is no superuser and cannot create roles: the init
+    script makes the application's role, and this command only grants."""
+    owner = f"{role_name}_owner"
+    monkeypatch.setenv("CASH_APP_DB_PASSWORD", "s3cret-pw")
+    if existing:
+        _owner_sql(f'CREATE ROLE "{role_name}" {existing}')
+    _owner_sql(f'CREATE ROLE "{owner}"')
+    try:
+        _owner_sql(f'SET ROLE "{owner}"')
+        run = command_run(
+            COMMAND,
+            "--app-role",
+            role_name,
+            *(["--password-env", "CASH_APP_DB_PASSWORD"] if password else []),
+            expect_exit=1,
+        )
+    finally:
+        _owner_sql("RESET ROLE")
+        _owner_sql(f'DROP ROLE "{owner}"')
+
+    assert (
+        f"Role {role_name} {message}, and {owner} may not create or alter roles: as a superuser"
+        in run.stderr
+    )
+    assert "deploy/postgres/10-roles.sh" in run.stderr
+
+
+def test_a_role_that_may_already_log_in_is_left_as_it_is_and_only_granted(role_name):
+    """What the stack's and compose's migrate do, as an owner that may not alter roles."""
+    _owner_sql(f'CREATE ROLE "{role_name}" LOGIN')
+
+    run = command_run(COMMAND, "--app-role", role_name, "--dry-run")
+
+    assert run.stdout.splitlines()[0].startswith("GRANT CONNECT ON DATABASE")

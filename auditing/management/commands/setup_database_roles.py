@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
+import psycopg2
 from django.conf import settings
 from django.core.management.base import (
     BaseCommand,
@@ -48,7 +49,7 @@ class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 @dataclass(frozen=True)
 class _Action:
     done: str  # the line printed once it has run
-    statement: sql.Composable
+    statement: sql.Composable | None  # None: nothing to do
     password: str | None = None  # the only parameter, never printed
 
 
@@ -107,6 +108,8 @@ class Command(BaseCommand):
                 if options["dry_run"]:
                     raw = connection.connection
                     for action in actions:
+                        if action.statement is None:
+                            continue
                         text = action.statement.as_string(raw)
                         if action.password is not None:
                             text = text.replace(
@@ -118,6 +121,8 @@ class Command(BaseCommand):
                 raw = connection.connection
                 with raw.cursor() as raw_cursor:
                     for action in actions:
+                        if action.statement is None:
+                            continue
                         # Hashed here (SCRAM, as the server is set to store it), so neither
                         # the server's statement log nor Django's query log sees the password.
                         params = (
@@ -127,7 +132,7 @@ class Command(BaseCommand):
                         )
                         raw_cursor.execute(action.statement.as_string(raw), params)
                 self._verify(cursor, role=role)
-        except DatabaseError as error:
+        except (DatabaseError, psycopg2.Error) as error:  # the raw cursor raises psycopg2's
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise CommandError(
                 f"The database refused ({reason}); nothing was changed.", returncode=1
@@ -164,7 +169,10 @@ class Command(BaseCommand):
                 "and may switch the triggers off: name a role of its own for the application.",
                 returncode=2,
             )
-        cursor.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = %s", [role])
+        cursor.execute(
+            "SELECT rolsuper OR rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = %s",
+            [role],
+        )
         found = cursor.fetchone()
         if found and found[0]:
             raise CommandError(
@@ -202,7 +210,28 @@ class Command(BaseCommand):
                     returncode=2,
                 )
 
-        actions = [self._role_action(role_id, role, exists=bool(found), password=password, env=env)]
+        # The owner need not manage roles (deploy/postgres/10-roles.sh creates both as the
+        # superuser): then it grants, and leaves a role that may log in as it is.
+        cursor.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = %s", [owner])
+        (manages_roles,) = cursor.fetchone()
+        if not manages_roles and (not found or not found[1] or password is not None):
+            what = "does not exist" if not found else "may not log in" if not found[1] else "exists"
+            raise CommandError(
+                f"Role {role} {what}, and {owner} may not create or alter roles: as a superuser, "
+                f"create it (or set its password) with LOGIN, e.g. deploy/postgres/10-roles.sh, "
+                'then run this again without --password-env (README.md, "Database roles").',
+                returncode=1,
+            )
+        actions = [
+            self._role_action(
+                role_id,
+                role,
+                exists=bool(found),
+                can_login=bool(found and found[1]),
+                password=password,
+                env=env,
+            )
+        ]
         actions.append(
             _Action(
                 f"granted CONNECT on database {database}",
@@ -268,6 +297,7 @@ class Command(BaseCommand):
         role: str,
         *,
         exists: bool,
+        can_login: bool,
         password: str | None,
         env: str | None,
     ) -> _Action:
@@ -281,6 +311,8 @@ class Command(BaseCommand):
                 ),
                 password,
             )
+        if can_login and password is None:
+            return _Action(f"role {role} exists: LOGIN", None)
         how = f", password set from ${env}" if password is not None else ""
         return _Action(
             f"role {role} exists: LOGIN{how}",
