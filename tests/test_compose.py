@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -539,3 +540,149 @@ def test_a_role_the_init_script_made_can_log_in_only_to_its_database():
             assert run_init_script(other).returncode == 0
             with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
                 database_roles.connect(other.database, user=names.app)
+
+
+# --- The README's "Database roles", run as written (under throwaway names) --------------
+
+README = ROOT / "README.md"
+
+
+def readme_block(after: str, language: str) -> str:
+    """The first ```language block after the line containing ``after``."""
+    text = README.read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(f"```{language}\n")
+    return text[start : text.index("```", start)]
+
+
+def renamed(text: str, names: database_roles.Names) -> str:
+    return (
+        text.replace("cash_office_owner", names.owner)
+        .replace("cash_office_app", names.app)
+        .replace("cash_office", names.database)
+    )
+
+
+def manage(*arguments: str, database_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def url(names: database_roles.Names, user: str) -> str:
+    server = database_roles.server()
+    return f"postgres://{user}@{server['host']}:{server['port']}/{names.database}"
+
+
+def assert_the_app_role_is_powerless(names: database_roles.Names) -> None:
+    assert database_roles.query(
+        names.database,
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+        "WHERE relnamespace = 'public'::regnamespace UNION "
+        "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
+        "WHERE pronamespace = 'public'::regnamespace",
+    ) == [(names.owner,)]
+    for statement, message in (
+        ("ALTER TABLE auditing_auditentry DISABLE TRIGGER ALL", "must be owner"),
+        ("DELETE FROM auditing_auditentry", "permission denied"),
+        ("DELETE FROM payments_commission", "permission denied"),
+    ):
+        with pytest.raises(errors.InsufficientPrivilege, match=message):
+            database_roles.query(names.database, statement, user=names.app)
+    database_roles.query(names.database, "SELECT count(*) FROM auditing_auditentry", user=names.app)
+
+
+def test_the_readmes_commands_for_a_managed_postgresql_whose_administrator_is_no_superuser():
+    names = database_roles.unique_names("manual")
+    admin = names.database.replace("_db_", "_admin_")
+    statements = "\n".join(
+        line
+        for line in renamed(readme_block("**By hand", "sql"), names).splitlines()
+        if not line.startswith("\\password")  # interactive; trust authentication here
+    )
+    commands = [
+        line.split("python ", 1)[1].split()
+        for line in readme_block("Then, with the owner's URL", "sh").splitlines()
+        if line.startswith("python manage.py")
+    ]
+    assert [command[1] for command in commands] == [
+        "migrate",
+        "setup_database_roles",
+        "sync_schedules",
+    ]
+    database_roles.query("postgres", f'CREATE ROLE "{admin}" LOGIN CREATEROLE CREATEDB')
+    try:
+        with database_roles.dropped_afterwards(names):
+            server = database_roles.server()
+            psql = shutil.which("psql") or "psql"
+            created = subprocess.run(  # noqa: S603 - psql, the README's SQL
+                [
+                    psql,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "--no-psqlrc",
+                    "-h",
+                    server["host"],
+                    "-p",
+                    str(server["port"]),
+                    "-U",
+                    admin,
+                    "-d",
+                    "postgres",
+                ],
+                input=statements,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert created.returncode == 0, created.stderr
+            for command in commands:
+                run = manage(
+                    *renamed(" ".join(command[1:]), names).split(),
+                    database_url=url(names, names.owner),
+                )
+                assert run.returncode == 0, run.stdout + run.stderr
+
+            assert_the_app_role_is_powerless(names)
+            check = manage("check", "--deploy", database_url=url(names, names.app))
+            assert "auditing.W003" not in check.stdout + check.stderr
+    finally:
+        database_roles.query("postgres", f'DROP OWNED BY "{admin}"')
+        database_roles.query("postgres", f'DROP ROLE "{admin}"')
+
+
+def test_upgrading_a_volume_whose_tables_the_superuser_owns_hands_them_to_the_owner():
+    """An older compose volume: the application was the superuser and migrated as it. The
+    README runs the init script once as that superuser, then compose's migrate as the owner."""
+    assert (
+        "docker compose exec -e POSTGRES_USER=cash_office db "
+        "/docker-entrypoint-initdb.d/10-roles.sh" in README.read_text()
+    )
+    names = database_roles.unique_names("upgrade")
+    superuser = database_roles.server()["user"]
+    with database_roles.dropped_afterwards(names):
+        database_roles.query("postgres", f'CREATE DATABASE "{names.database}"')
+        old = manage("migrate", "--no-input", "-v0", database_url=url(names, superuser))
+        assert old.returncode == 0, old.stderr
+
+        upgraded = run_init_script(names)
+        assert upgraded.returncode == 0, upgraded.stderr
+        for arguments in (
+            ("migrate", "--no-input"),
+            ("setup_database_roles", "--app-role", names.app),
+        ):
+            run = manage(*arguments, database_url=url(names, names.owner))
+            assert run.returncode == 0, run.stdout + run.stderr
+
+        assert_the_app_role_is_powerless(names)
+        assert database_roles.query(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+            [names.database],
+        ) == [(names.owner,)]
