@@ -11,8 +11,15 @@ PYTEST_ARGS ?=
 
 # `make stack` runs web + worker + beat + Flower on this machine, without Docker, under
 # supervisord (scripts/supervisord.conf), which restarts whichever process exits.
-STACK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_stack
+# Two roles (README.md, "Database roles"): the owner owns the database and its tables and
+# migrates; the application's role owns nothing and runs the four processes. Both, and the
+# database, are created from these URLs' names by scripts/stack_database.py as the local
+# superuser (STACK_SUPERUSER). 127.0.0.1 is trusted here, so the URLs need no password.
+STACK_OWNER_DATABASE_URL ?= postgres://cash_office_owner@127.0.0.1:5432/cash_office_stack
+STACK_DATABASE_URL ?= postgres://cash_office_app@127.0.0.1:5432/cash_office_stack
+STACK_SUPERUSER ?= postgres
 STACK_REDIS_URL ?= redis://127.0.0.1:6379/1
+export STACK_OWNER_DATABASE_URL STACK_DATABASE_URL STACK_SUPERUSER
 export FLOWER_BASIC_AUTH
 
 # `make bench` times the operations on a generated data set in its own database.
@@ -22,7 +29,7 @@ BENCH_SCALE ?= 100000
 BENCH_AUDIT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench_audit
 export BENCH_SCALE
 
-.PHONY: install demo test bench lint format messages services stack clean
+.PHONY: install demo test bench lint format messages services stack stack-database clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,13 +78,18 @@ stack: $(STAMP) services
 	@test -n "$$FLOWER_BASIC_AUTH" || { \
 		echo "Flower refuses to start without credentials: make stack FLOWER_BASIC_AUTH=user:password"; \
 		exit 2; }
-	psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'cash_office_stack'" \
-		| grep -q 1 || createdb -h 127.0.0.1 -U postgres cash_office_stack
-	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py migrate --no-input
-	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py sync_schedules
-	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py collectstatic --no-input -v0
+	$(MAKE) --no-print-directory stack-database
 	mkdir -p var/log var/run
 	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/supervisord -c scripts/supervisord.conf
+
+# The stack's database, as the owner: the roles and the database (idempotent), migrate, the
+# application's grants (again after every migrate), the schedules and the static files.
+stack-database: $(STAMP) services
+	$(BIN)/python scripts/stack_database.py
+	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py migrate --no-input
+	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py setup_database_roles --app-role "$$($(BIN)/python scripts/stack_database.py --app-role)"
+	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py sync_schedules
+	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py collectstatic --no-input -v0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

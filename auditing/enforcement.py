@@ -163,3 +163,36 @@ def _trigger_problems(table: str, expected: _Expected, row: tuple) -> list[str]:
             f"{table}: trigger {name} fires only for updates of some columns (UPDATE OF)"
         )
     return problems
+
+
+def application_role_powers(using: str = DEFAULT_DB_ALIAS) -> str | None:
+    """Why the role the application connects as could switch the append-only triggers off,
+    in words: it is a superuser, or it owns an audit table (or belongs to the role that
+    does). None when it cannot, and on SQLite (see above).
+
+    Raises ``DatabaseError`` when the catalogue cannot be read; a savepoint keeps the
+    caller's transaction usable.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        user, superuser = cursor.fetchone()
+        if superuser:
+            return f"{user}, a superuser"
+        cursor.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(name, position) "
+            "JOIN pg_class c ON c.oid = to_regclass(t.name) "
+            "WHERE pg_has_role(current_user, c.relowner, 'MEMBER') ORDER BY t.position",
+            [list(APPEND_ONLY_TABLES)],
+        )
+        owned = cursor.fetchall()
+    if not owned:
+        return None
+    tables = ", ".join(table for table, _ in owned)
+    owners = sorted({owner for _, owner in owned} - {user})
+    if owners:
+        return f"{user}, a member of {', '.join(owners)}, which owns {tables}"
+    return f"{user}, which owns {tables}"

@@ -137,6 +137,12 @@ if IS_PRODUCTION and DATABASES["default"]["ENGINE"] != "django.db.backends.postg
     # The run locks, the audit chain's lock and its append-only triggers need PostgreSQL.
     raise environ.ImproperlyConfigured("DJANGO_ENV=production needs a PostgreSQL DATABASE_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The money tables: the application's database role may add and change their rows, never
+# delete them (nothing in the application does; every foreign key to them is PROTECT).
+# `manage.py setup_database_roles` reads them here, so that auditing, which grants, need not
+# import payments, which owns them; tests/auditing/test_database_roles.py holds the names to
+# the models' tables.
+MONEY_TABLES = ("payments_cashsession", "payments_cashtransaction", "payments_commission")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,19 +1,25 @@
 """The deployment files: docker-compose.yml (parsed, no Docker engine here), .env.example,
-the Procfile and scripts/run_flower.sh."""
+the Procfile, scripts/run_flower.sh and the database's init script, deploy/postgres/10-roles.sh
+(run for real against the local PostgreSQL under throwaway names)."""
 
 import base64
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
+import psycopg2
 import pytest
 import yaml
+from psycopg2 import errors
 
 from project import key_rules
+from tests import database_roles
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ["migrate", "web", "worker", "beat", "flower"]
@@ -331,3 +337,352 @@ def test_the_image_copies_every_first_party_app():
     assert first_party == ["auditing", "mailing", "payments", "reporting", "tasks"]
     for app in [*first_party, "project"]:
         assert re.search(rf"^COPY {app} \./{app}$", dockerfile, re.MULTILINE), app
+
+
+# --- Database roles (README.md, "Database roles") ----------------------------------------
+
+INIT_SCRIPT = ROOT / "deploy" / "postgres" / "10-roles.sh"
+INIT_MOUNT = "./deploy/postgres/10-roles.sh:/docker-entrypoint-initdb.d/10-roles.sh:ro"
+OWNER, APP = "cash_office_owner", "cash_office_app"
+
+
+def database_url(services, name: str) -> urllib.parse.SplitResult:
+    """The service's DATABASE_URL, with .env.example's values filled in."""
+    url = interpolate(services[name]["environment"]["DATABASE_URL"], env_example())
+    return urllib.parse.urlsplit(url)
+
+
+def test_the_app_services_connect_as_the_app_role_and_migrate_as_the_owner(services):
+    db = services["db"]["environment"]
+    superuser = db["POSTGRES_USER"]
+    assert superuser == "postgres"
+    assert (db["CASH_OFFICE_OWNER"], db["CASH_OFFICE_APP_ROLE"]) == (OWNER, APP)
+    for name in LONG_RUNNING:
+        assert database_url(services, name).username == APP, name
+    assert database_url(services, "migrate").username == OWNER
+    for name in APP_SERVICES:
+        url = database_url(services, name)
+        assert url.username != superuser, name
+        assert url.path == f"/{db['CASH_OFFICE_DB']}", name
+    # Each role's password is its own variable, required by compose.
+    for name, variable in (
+        ("web", "CASH_OFFICE_APP_PASSWORD"),
+        ("migrate", "CASH_OFFICE_OWNER_PASSWORD"),
+    ):
+        assert re.search(
+            rf"^postgres://\w+:\$\{{{variable}:\?[^}}]+\}}@db:5432/",
+            services[name]["environment"]["DATABASE_URL"],
+        ), name
+    for variable in ("POSTGRES_PASSWORD", "CASH_OFFICE_OWNER_PASSWORD", "CASH_OFFICE_APP_PASSWORD"):
+        assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", db[variable]), variable
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_the_superusers_and_the_owners_passwords_never_reach_an_app_container(services, name):
+    """env_file gives every container all of .env; the service's environment blanks them."""
+    example = {
+        **env_example(),
+        "POSTGRES_PASSWORD": "superuser-secret",
+        "CASH_OFFICE_OWNER_PASSWORD": "owner-secret",
+        "CASH_OFFICE_APP_PASSWORD": "app-secret",
+    }
+    container = {
+        **example,
+        **{
+            key: interpolate(str(value), example)
+            for key, value in services[name]["environment"].items()
+        },
+    }
+    assert container["POSTGRES_PASSWORD"] == ""
+    assert container["CASH_OFFICE_OWNER_PASSWORD"] == ""
+    for secret in (example["POSTGRES_PASSWORD"], example["CASH_OFFICE_OWNER_PASSWORD"]):
+        assert not [key for key, value in container.items() if secret in value], secret
+    assert ":app-secret@db:5432/" in container["DATABASE_URL"]
+
+
+def test_migrate_grants_the_app_role_after_every_migrate_with_no_password_on_its_command_line(
+    services,
+):
+    text = command_text(services["migrate"])
+    assert re.search(
+        rf"manage\.py migrate\b.*&& python manage\.py setup_database_roles --app-role {APP} "
+        r"&&.*manage\.py sync_schedules\b",
+        text,
+    ), text
+    assert "PASSWORD" not in text.upper() and "$" not in text
+
+
+def test_the_init_script_is_mounted_executable_and_creates_roles_that_are_not_superusers(
+    services,
+):
+    db = services["db"]
+    assert INIT_MOUNT in db["volumes"]
+    assert os.access(INIT_SCRIPT, os.X_OK)  # the image runs it, rather than sourcing it
+    text = INIT_SCRIPT.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert text.count("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS") == 2
+    # The passwords come from the environment inside psql, never from its command line.
+    assert "\\getenv owner_password CASH_OFFICE_OWNER_PASSWORD" in text
+    assert "PASSWORD" not in text.split("<<'SQL'")[0].split("\npsql ", 1)[1]
+    # No POSTGRES_DB: the image would create the database before the script, owned by the
+    # superuser.
+    assert "POSTGRES_DB" not in db["environment"]
+    assert "-h 127.0.0.1" in healthcheck_text(db)
+
+
+def run_init_script(names: database_roles.Names, **passwords: str) -> subprocess.CompletedProcess:
+    """The script as the image runs it: as the superuser, with the db service's variables."""
+    server = database_roles.server()
+    return subprocess.run(  # noqa: S603 - our own script
+        ["/bin/sh", str(INIT_SCRIPT)],
+        env={
+            "PATH": os.environ["PATH"],
+            "PGHOST": server["host"],
+            "PGPORT": str(server["port"]),
+            "POSTGRES_USER": server["user"],
+            "CASH_OFFICE_DB": names.database,
+            "CASH_OFFICE_OWNER": names.owner,
+            "CASH_OFFICE_APP_ROLE": names.app,
+            **passwords,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_init_scripts_roles_behave_as_promised():
+    names = database_roles.unique_names("compose")
+    with database_roles.dropped_afterwards(names):
+        first = run_init_script(
+            names, CASH_OFFICE_OWNER_PASSWORD="owner-pw", CASH_OFFICE_APP_PASSWORD="app-pw"
+        )
+        assert first.returncode == 0, first.stderr
+
+        roles = database_roles.query(
+            "postgres",
+            "SELECT rolname, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, "
+            "rolbypassrls, left(rolpassword, 14) FROM pg_authid WHERE rolname IN (%s, %s) "
+            "ORDER BY rolname = %s",
+            [names.owner, names.app, names.app],
+        )
+        assert roles == [
+            (names.owner, True, False, False, False, False, False, "SCRAM-SHA-256$"),
+            (names.app, True, False, False, False, False, False, "SCRAM-SHA-256$"),
+        ]
+        assert database_roles.query(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba), has_database_privilege('public', oid, 'CONNECT') "
+            "FROM pg_database WHERE datname = %s",
+            [names.database],
+        ) == [(names.owner, False)]
+
+        # The owner creates what migrate creates; the application's role creates nothing.
+        database_roles.query(
+            names.database, "CREATE TABLE made_by_owner (id int)", user=names.owner
+        )
+        with pytest.raises(errors.InsufficientPrivilege, match="permission denied for schema"):
+            database_roles.query(names.database, "CREATE TABLE sneaky (id int)", user=names.app)
+        with pytest.raises(errors.InsufficientPrivilege, match="must be owner of table"):
+            database_roles.query(
+                names.database, "ALTER TABLE made_by_owner DISABLE TRIGGER ALL", user=names.app
+            )
+        # A table the superuser made before (a volume older than the roles) is handed to the
+        # owner when the script runs again; running again changes nothing else.
+        database_roles.query(
+            names.database,
+            "CREATE TABLE made_by_superuser (id bigint GENERATED BY DEFAULT AS IDENTITY)",
+        )
+        again = run_init_script(names)
+        assert again.returncode == 0, again.stderr
+        assert database_roles.query(
+            names.database,
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace",
+        ) == [(names.owner,)]
+        assert not database_roles.query(
+            "postgres",
+            "SELECT 1 FROM pg_authid WHERE rolname = %s AND rolpassword IS NULL",
+            [names.owner],
+        )  # kept: no password given this time
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [("Owner", "is not a plain name"), ("x; drop role postgres", "is not a plain name")],
+)
+def test_the_init_script_refuses_a_name_that_is_not_plain(owner, message):
+    names = database_roles.unique_names("compose")
+    result = run_init_script(database_roles.Names(names.database, owner, names.app))
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not database_roles.query(
+        "postgres", "SELECT 1 FROM pg_roles WHERE rolname = %s", [names.app]
+    )
+
+
+def test_the_init_script_refuses_the_app_role_as_owner():
+    names = database_roles.unique_names("compose")
+    result = run_init_script(database_roles.Names(names.database, names.app, names.app))
+
+    assert result.returncode == 2
+    assert "must be three roles" in result.stderr
+
+
+def test_a_role_the_init_script_made_can_log_in_only_to_its_database():
+    names = database_roles.unique_names("compose")
+    with database_roles.dropped_afterwards(names):
+        assert run_init_script(names).returncode == 0
+        other = database_roles.unique_names("compose")
+        with database_roles.dropped_afterwards(other):
+            assert run_init_script(other).returncode == 0
+            with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+                database_roles.connect(other.database, user=names.app)
+
+
+# --- The README's "Database roles", run as written (under throwaway names) --------------
+
+README = ROOT / "README.md"
+
+
+def readme_block(after: str, language: str) -> str:
+    """The first ```language block after the line containing ``after``."""
+    text = README.read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(f"```{language}\n")
+    return text[start : text.index("```", start)]
+
+
+def renamed(text: str, names: database_roles.Names) -> str:
+    return (
+        text.replace("cash_office_owner", names.owner)
+        .replace("cash_office_app", names.app)
+        .replace("cash_office", names.database)
+    )
+
+
+def manage(*arguments: str, database_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def url(names: database_roles.Names, user: str) -> str:
+    server = database_roles.server()
+    return f"postgres://{user}@{server['host']}:{server['port']}/{names.database}"
+
+
+def assert_the_app_role_is_powerless(names: database_roles.Names) -> None:
+    assert database_roles.query(
+        names.database,
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+        "WHERE relnamespace = 'public'::regnamespace UNION "
+        "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
+        "WHERE pronamespace = 'public'::regnamespace",
+    ) == [(names.owner,)]
+    for statement, message in (
+        ("ALTER TABLE auditing_auditentry DISABLE TRIGGER ALL", "must be owner"),
+        ("DELETE FROM auditing_auditentry", "permission denied"),
+        ("DELETE FROM payments_commission", "permission denied"),
+    ):
+        with pytest.raises(errors.InsufficientPrivilege, match=message):
+            database_roles.query(names.database, statement, user=names.app)
+    database_roles.query(names.database, "SELECT count(*) FROM auditing_auditentry", user=names.app)
+
+
+def test_the_readmes_commands_for_a_managed_postgresql_whose_administrator_is_no_superuser():
+    names = database_roles.unique_names("manual")
+    admin = names.database.replace("_db_", "_admin_")
+    statements = "\n".join(
+        line
+        for line in renamed(readme_block("**By hand", "sql"), names).splitlines()
+        if not line.startswith("\\password")  # interactive; trust authentication here
+    )
+    commands = [
+        line.split("python ", 1)[1].split()
+        for line in readme_block("Then, with the owner's URL", "sh").splitlines()
+        if line.startswith("python manage.py")
+    ]
+    assert [command[1] for command in commands] == [
+        "migrate",
+        "setup_database_roles",
+        "sync_schedules",
+    ]
+    database_roles.query("postgres", f'CREATE ROLE "{admin}" LOGIN CREATEROLE CREATEDB')
+    try:
+        with database_roles.dropped_afterwards(names):
+            server = database_roles.server()
+            psql = shutil.which("psql") or "psql"
+            created = subprocess.run(  # noqa: S603 - psql, the README's SQL
+                [
+                    psql,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "--no-psqlrc",
+                    "-h",
+                    server["host"],
+                    "-p",
+                    str(server["port"]),
+                    "-U",
+                    admin,
+                    "-d",
+                    "postgres",
+                ],
+                input=statements,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert created.returncode == 0, created.stderr
+            for command in commands:
+                run = manage(
+                    *renamed(" ".join(command[1:]), names).split(),
+                    database_url=url(names, names.owner),
+                )
+                assert run.returncode == 0, run.stdout + run.stderr
+
+            assert_the_app_role_is_powerless(names)
+            check = manage("check", "--deploy", database_url=url(names, names.app))
+            assert "auditing.W003" not in check.stdout + check.stderr
+    finally:
+        database_roles.query("postgres", f'DROP OWNED BY "{admin}"')
+        database_roles.query("postgres", f'DROP ROLE "{admin}"')
+
+
+def test_upgrading_a_volume_whose_tables_the_superuser_owns_hands_them_to_the_owner():
+    """An older compose volume: the application was the superuser and migrated as it. The
+    README runs the init script once as that superuser, then compose's migrate as the owner."""
+    assert (
+        "docker compose exec -e POSTGRES_USER=cash_office db "
+        "/docker-entrypoint-initdb.d/10-roles.sh" in README.read_text()
+    )
+    names = database_roles.unique_names("upgrade")
+    superuser = database_roles.server()["user"]
+    with database_roles.dropped_afterwards(names):
+        database_roles.query("postgres", f'CREATE DATABASE "{names.database}"')
+        old = manage("migrate", "--no-input", "-v0", database_url=url(names, superuser))
+        assert old.returncode == 0, old.stderr
+
+        upgraded = run_init_script(names)
+        assert upgraded.returncode == 0, upgraded.stderr
+        for arguments in (
+            ("migrate", "--no-input"),
+            ("setup_database_roles", "--app-role", names.app),
+        ):
+            run = manage(*arguments, database_url=url(names, names.owner))
+            assert run.returncode == 0, run.stdout + run.stderr
+
+        assert_the_app_role_is_powerless(names)
+        assert database_roles.query(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+            [names.database],
+        ) == [(names.owner,)]

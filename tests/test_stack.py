@@ -1,5 +1,7 @@
 """`make stack` without Docker: scripts/supervisord.conf runs the Procfile's four processes
-and restarts the one that exits; Flower takes its credentials from the environment."""
+and restarts the one that exits; Flower takes its credentials from the environment. The
+database is set up as the owner (STACK_OWNER_DATABASE_URL) and the processes run as the
+application's role (STACK_DATABASE_URL), with the names read from the URLs."""
 
 import base64
 import configparser
@@ -11,11 +13,14 @@ import signal
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from psycopg2 import errors
 
+from tests import database_roles
 from tests.integration.parts import client_app, database_url, private_redis, wait_until
 from tests.smtp_server import free_port
 
@@ -230,3 +235,184 @@ def http_status(port: int, auth: str | None) -> int:
         return error.code
     except OSError:
         return 0
+
+
+# --- The stack's two database roles ---------------------------------------------------------
+
+MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+OWNER_STEPS = ("migrate", "setup_database_roles", "sync_schedules", "collectstatic")
+
+
+def make(*arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`make` in the project, as a person runs it: not as a part of the make running the tests."""
+    env = {key: value for key, value in os.environ.items() if key not in MAKE_VARIABLES}
+    return subprocess.run(  # noqa: S603 - fixed argv
+        ["make", "--no-print-directory", *arguments],  # noqa: S607 - make from PATH
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def makefile_defaults() -> dict[str, str]:
+    text = (ROOT / "Makefile").read_text()
+    return dict(re.findall(r"^(STACK_[A-Z_]+) \?= (\S+)$", text, re.MULTILINE))
+
+
+def test_the_default_urls_name_one_database_and_two_roles_neither_the_superuser():
+    defaults = makefile_defaults()
+    owner = urllib.parse.urlsplit(defaults["STACK_OWNER_DATABASE_URL"])
+    app = urllib.parse.urlsplit(defaults["STACK_DATABASE_URL"])
+
+    assert owner.path == app.path == "/cash_office_stack"
+    assert (owner.hostname, owner.port) == (app.hostname, app.port)
+    assert len({owner.username, app.username, defaults["STACK_SUPERUSER"]}) == 3
+    # The Makefile honours its URLs: the database's name is nowhere else.
+    assert (ROOT / "Makefile").read_text().count("cash_office_stack") == 2
+
+
+def test_make_stack_sets_up_the_database_as_the_owner_and_runs_the_processes_as_the_app_role():
+    owner = "postgres://some_owner@127.0.0.1:5432/some_db"
+    app = "postgres://some_app@127.0.0.1:5432/some_db"
+
+    dry = make(
+        "-n",
+        "stack",
+        "FLOWER_BASIC_AUTH=ops:pw",
+        f"STACK_OWNER_DATABASE_URL={owner}",
+        f"STACK_DATABASE_URL={app}",
+    )
+
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    steps = [
+        next(i for i, line in enumerate(lines) if f"manage.py {step}" in line)
+        for step in OWNER_STEPS
+    ]
+    assert steps == sorted(steps)  # the grants after migrate, the schedules after the grants
+    for index in steps:
+        assert lines[index].startswith(f"DATABASE_URL={owner} "), lines[index]
+    roles = next(i for i, line in enumerate(lines) if "scripts/stack_database.py" in line)
+    assert roles < steps[0]
+    [supervisord] = [line for line in lines if "supervisord -c scripts/supervisord.conf" in line]
+    assert supervisord.startswith(f"DATABASE_URL={app} ")
+    assert lines.index(supervisord) > steps[-1]
+    assert "some_db" not in "".join(lines[roles : steps[0]])  # the script reads the URLs itself
+
+
+def stack_database(*arguments: str, owner: str, app: str, superuser: str = "postgres"):
+    return subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, "scripts/stack_database.py", *arguments],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "STACK_OWNER_DATABASE_URL": owner,
+            "STACK_DATABASE_URL": app,
+            "STACK_SUPERUSER": superuser,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("owner", "app", "message"),
+    [
+        (
+            "postgres://o@127.0.0.1/one",
+            "postgres://a@127.0.0.1/two",
+            "the same server and database",
+        ),
+        ("postgres://o@127.0.0.1/db", "postgres://o@127.0.0.1/db", "must be three roles"),
+        ("postgres://o@127.0.0.1/db", "postgres://postgres@127.0.0.1/db", "must be three roles"),
+        (
+            "postgres://127.0.0.1/db",
+            "postgres://a@127.0.0.1/db",
+            "STACK_OWNER_DATABASE_URL must be",
+        ),
+        ("postgres://o:pw@127.0.0.1/", "postgres://a@127.0.0.1/db", "names no database"),
+    ],
+    ids=["two-databases", "one-role", "app-is-superuser", "no-user", "no-database"],
+)
+def test_stack_database_refuses_urls_that_do_not_fit_and_exits_2(owner, app, message):
+    result = stack_database("--app-role", owner=owner, app=app)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "pw" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_stack_database_names_the_app_role_from_its_url():
+    result = stack_database(
+        "--app-role",
+        owner="postgres://o@127.0.0.1/db",
+        app="postgres://the_app:pw@127.0.0.1:5432/db",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "the_app\n"
+
+
+def test_make_stack_database_gives_the_app_role_nothing_it_could_tamper_with():
+    """The real `make stack-database`, twice (it is safe to run again), under throwaway
+    names; then what the application's role may and may not do there."""
+    names = database_roles.unique_names("stack")
+    server = database_roles.server()
+    base = f"{server['host']}:{server['port']}/{names.database}"
+    owner_url, app_url = f"postgres://{names.owner}@{base}", f"postgres://{names.app}@{base}"
+    with database_roles.dropped_afterwards(names):
+        for _ in range(2):
+            run = make(
+                "stack-database",
+                f"STACK_OWNER_DATABASE_URL={owner_url}",
+                f"STACK_DATABASE_URL={app_url}",
+                f"STACK_SUPERUSER={server['user']}",
+                f"STACK_REDIS_URL={os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/15')}",
+            )
+            assert run.returncode == 0, run.stdout + run.stderr
+        assert f"Role {names.app} is set up" in run.stdout
+
+        assert database_roles.query(
+            names.database,
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace",
+        ) == [(names.owner,)]
+        assert database_roles.query(
+            "postgres",
+            "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname IN (%s, %s)",
+            [names.owner, names.app],
+        ) == [(False, False), (False, False)]
+        app = database_roles.connect(names.database, user=names.app)
+        try:
+            with app.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM django_celery_beat_periodictask")
+                assert cursor.fetchone()[0] >= 5  # the schedules, synced as the owner
+            for statement, message in (
+                ("ALTER TABLE auditing_auditentry DISABLE TRIGGER ALL", "must be owner"),
+                ("DELETE FROM auditing_auditentry", "permission denied"),
+                ("DELETE FROM payments_cashtransaction", "permission denied"),
+                ("CREATE TABLE sneaky (id int)", "permission denied for schema public"),
+            ):
+                with pytest.raises(errors.InsufficientPrivilege, match=message), app.cursor() as c:
+                    c.execute(statement)
+        finally:
+            app.close()
+
+        # check --deploy: quiet about the role for the application, warns for the owner.
+        for url, warned in ((app_url, False), (owner_url, True)):
+            check = subprocess.run(  # noqa: S603 - our own manage.py
+                [sys.executable, "manage.py", "check", "--deploy"],
+                cwd=ROOT,
+                env={**os.environ, "DATABASE_URL": url},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert ("auditing.W003" in check.stdout + check.stderr) is warned, check.stderr

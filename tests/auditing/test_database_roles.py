@@ -1,10 +1,14 @@
 """``setup_database_roles``: the application's role may read and add to the audit trail, and
-cannot change it even when the owner has switched the append-only triggers off.
+cannot change it even when the owner has switched the append-only triggers off; it may add and
+change money rows but never delete them, and it owns nothing, so it can neither switch the
+triggers off nor alter a table. ``check --deploy`` warns when the application connects as a
+role that could (auditing.W003).
 
 The role logs in over its own connection (trust authentication on 127.0.0.1), so the data
 it sees must be committed: these tests are transactional, and drop their roles afterwards.
 """
 
+import os
 import subprocess
 import sys
 import uuid
@@ -13,13 +17,18 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from django.conf import settings
+from django.core import checks
 from django.db import connection, transaction
 from psycopg2 import errors, sql
 
+from auditing.checks import application_role_check
 from auditing.enforcement import APPEND_ONLY_TABLES
 from auditing.models import AuditEntry
 from auditing.services import audit_entry_append
+from payments.models import CashSession, CashTransaction, Commission
 from tests.commands import command_run
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,8 +63,10 @@ def role_name(transactional_db) -> Iterator[str]:
     name = f"test_app_{uuid.uuid4().hex[:12]}"
     yield name
     try:
+        _owner_sql("RESET ROLE")
         _triggers("ENABLE")
         _owner_sql("REVOKE UPDATE ON auditing_auditentry FROM PUBLIC")
+        _owner_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     finally:  # roles outlive the test database: never leave one behind
         if _role_exists(name):
             _owner_sql(f'REASSIGN OWNED BY "{name}" TO current_user')
@@ -309,3 +320,268 @@ def test_help_says_to_run_it_as_the_owner_after_each_migrate_and_gives_the_exit_
     assert "again after each migrate" in text
     assert "--password-env VAR" in text
     assert "2 bad arguments" in text
+
+
+def test_the_money_tables_are_the_payments_models_tables():
+    """Named in settings, so that auditing need not import payments; held to the models here."""
+    assert settings.MONEY_TABLES == tuple(
+        model._meta.db_table for model in (CashSession, CashTransaction, Commission)
+    )
+
+
+# What a role that owns nothing is refused, whatever rows there are: each statement, the
+# error PostgreSQL gives.
+POWERLESS = {
+    "ALTER TABLE auditing_auditentry DISABLE TRIGGER ALL": "must be owner of table",
+    "ALTER TABLE auditing_auditentry DISABLE TRIGGER USER": "must be owner of table",
+    "DROP TRIGGER auditing_auditentry_no_update_delete ON auditing_auditentry": (
+        "must be owner of relation auditing_auditentry"
+    ),
+    "CREATE OR REPLACE FUNCTION auditing_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+    "AS 'BEGIN RETURN NULL; END'": "must be owner of function|permission denied for schema",
+    "DELETE FROM auditing_auditentry": "permission denied for table auditing_auditentry",
+    "TRUNCATE auditing_auditentry": "permission denied for table auditing_auditentry",
+    "UPDATE auditing_auditentry SET action = 'rewritten'": "permission denied for table",
+    "DELETE FROM auditing_checkpoint": "permission denied for table auditing_checkpoint",
+    "ALTER TABLE payments_commission ADD COLUMN sneaky integer": "must be owner of table",
+    "ALTER TABLE payments_commission DROP CONSTRAINT IF EXISTS x": "must be owner of table",
+    "DELETE FROM payments_cashtransaction": "permission denied for table payments_cashtrans",
+    "DELETE FROM payments_cashsession": "permission denied for table payments_cashsession",
+    "DELETE FROM payments_commission": "permission denied for table payments_commission",
+    "TRUNCATE payments_cashsession CASCADE": "permission denied for table payments_cashsession",
+    "CREATE TRIGGER t BEFORE DELETE ON payments_commission FOR EACH ROW EXECUTE FUNCTION "
+    "auditing_refuse_change()": "permission denied for table|must be owner",
+    "SET session_replication_role = replica": 'permission denied to set parameter "session_rep',
+    "CREATE TABLE sneaky (id integer)": "permission denied for schema public",
+    "DROP TABLE payments_commission": "must be owner of table payments_commission",
+}
+
+
+def test_the_app_role_owns_nothing_and_is_refused_every_way_around_the_trail(role_name, connect_as):
+    audit_entry_append(action="chain.grew", actor=None, data={"n": 1})
+    command_run(COMMAND, "--app-role", role_name)
+    app = connect_as(role_name)
+
+    for statement, message in POWERLESS.items():
+        with pytest.raises(errors.InsufficientPrivilege, match=message), app.cursor() as cursor:
+            cursor.execute(statement)
+    # What the application does to money rows it may still do.
+    with app.cursor() as cursor:
+        for table in settings.MONEY_TABLES:
+            cursor.execute(f"UPDATE {table} SET id = id")  # noqa: S608 - constant names
+    assert not _owner_sql(
+        "SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+        "WHERE r.rolname = %s",
+        [role_name],
+    )
+    [(superuser, create_role, create_db)] = _owner_sql(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s",
+        [role_name],
+    )
+    assert not (superuser or create_role or create_db)
+    assert AuditEntry.objects.count() == 1
+    assert application_role_check(None) != []  # this test's own connection: a superuser
+
+
+def test_a_role_granted_delete_on_the_money_tables_loses_it_when_run_again(role_name):
+    _owner_sql(f'CREATE ROLE "{role_name}" LOGIN')
+    _owner_sql(f'GRANT SELECT, DELETE, TRUNCATE ON payments_commission TO "{role_name}"')
+
+    run = command_run(COMMAND, "--app-role", role_name)
+
+    assert "revoked DELETE, TRUNCATE, TRIGGER, REFERENCES on payments_commission" in run.stdout
+    assert "granted SELECT, INSERT, UPDATE on payments_cashsession" in run.stdout
+    assert "revoked CREATE on schema public" in run.stdout
+    assert _owner_sql(
+        "SELECT has_table_privilege(%s, 'payments_commission', 'DELETE'), "
+        "has_table_privilege(%s, 'payments_commission', 'TRUNCATE'), "
+        "has_table_privilege(%s, 'payments_commission', 'UPDATE')",
+        [role_name] * 3,
+    ) == [(False, False, True)]
+    assert run.stdout.splitlines()[-1] == (
+        f"Role {role_name} is set up: it may only read and add to auditing_auditentry, "
+        "auditing_checkpoint, and never delete rows of payments_cashsession, "
+        "payments_cashtransaction, payments_commission. Run this again after each migrate."
+    )
+
+
+@pytest.mark.parametrize(
+    ("grant", "held"),
+    [
+        (
+            "GRANT DELETE ON payments_cashtransaction TO PUBLIC",
+            "DELETE on payments_cashtransaction",
+        ),
+        ("GRANT CREATE ON SCHEMA public TO PUBLIC", "CREATE on schema public"),
+    ],
+    ids=["delete-on-money", "create-on-schema"],
+)
+def test_a_power_held_through_public_is_refused_and_nothing_is_changed(role_name, grant, held):
+    _owner_sql(grant)
+    try:
+        run = command_run(COMMAND, "--app-role", role_name, expect_exit=1)
+    finally:
+        _owner_sql(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM "))
+
+    assert f"Role {role_name} would still hold {held}, through PUBLIC" in run.stderr
+    assert not _role_exists(role_name)
+
+
+def test_the_application_runs_as_the_app_role_records_a_payment_and_verifies_the_trail(
+    role_name, tmp_path
+):
+    """The application's own services, in a process of its own connected as the role."""
+    agent = AgentFactory()
+    command_run(COMMAND, "--app-role", role_name)
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "test",
+        "DATABASE_URL": (
+            f"postgres://{role_name}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "AUDIT_CHECKPOINT_SINKS": f"file://{tmp_path}",
+    }
+    script = (
+        "from decimal import Decimal\n"
+        "from django.db import connection\n"
+        "from payments.models import Agent\n"
+        "from payments.services import session_open, transaction_record\n"
+        f"agent = Agent.objects.get(pk={agent.pk})\n"
+        "session = session_open(agent=agent, opening_balance=Decimal('10000'), actor=agent.user)\n"
+        "transaction_record(session=session, payer_reference='NIF-0001', "
+        "tax_amount=Decimal('5000'), amount_tendered=Decimal('5000'), actor=agent.user)\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SELECT current_user')\n"
+        "    print(cursor.fetchone()[0])\n"
+    )
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(  # noqa: S603 - our own manage.py
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    recorded = manage("shell", "-v", "0", "-c", script)
+    verified = manage("verify_audit_trail")
+
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stdout.split() == [role_name]
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert CashTransaction.objects.filter(session__agent=agent).count() == 1
+    assert set(AuditEntry.objects.values_list("action", flat=True)) >= {"session.opened"}
+    # The checkpoint the run signed was added as the role too.
+    assert _owner_sql("SELECT count(*) FROM auditing_checkpoint") == [(1,)]
+
+
+# --- check --deploy: the role the application connects as (auditing.W003) ----------------
+
+
+def _as_role(role: str) -> list[checks.CheckMessage]:
+    """The check, run on this test's connection switched to ``role`` (RESET by role_name)."""
+    _owner_sql(f'SET ROLE "{role}"')
+    try:
+        return application_role_check(None)
+    finally:
+        _owner_sql("RESET ROLE")
+
+
+def test_check_deploy_warns_when_the_application_connects_as_a_superuser():
+    [(user,)] = _owner_sql("SELECT current_user")
+
+    [warning] = application_role_check(None)
+
+    assert warning.id == "auditing.W003"
+    assert warning.level == checks.WARNING
+    assert warning.msg == (
+        f"The application connects to the database as {user}, a superuser: it may switch the "
+        "audit trail's append-only triggers off, alter its tables and delete its entries."
+    )
+    assert "setup_database_roles --app-role" in warning.hint
+
+
+def test_check_deploy_warns_when_the_application_owns_an_audit_table(role_name):
+    _owner_sql(f'CREATE ROLE "{role_name}" LOGIN')
+    _owner_sql(f'ALTER TABLE auditing_checkpoint OWNER TO "{role_name}"')
+
+    [warning] = _as_role(role_name)
+
+    assert warning.id == "auditing.W003"
+    assert warning.msg.startswith(
+        f"The application connects to the database as {role_name}, which owns "
+        "auditing_checkpoint: it may switch"
+    )
+
+
+def test_check_deploy_warns_when_the_application_belongs_to_the_owner(role_name):
+    [(owner,)] = _owner_sql("SELECT current_user")
+    _owner_sql(f'CREATE ROLE "{role_name}" LOGIN IN ROLE "{owner}"')
+
+    [warning] = _as_role(role_name)
+
+    assert warning.msg.startswith(
+        f"The application connects to the database as {role_name}, a member of {owner}, "
+        "which owns auditing_auditentry, auditing_checkpoint: "
+    )
+
+
+def test_check_deploy_is_quiet_for_the_role_setup_database_roles_made(role_name):
+    command_run(COMMAND, "--app-role", role_name)
+
+    assert _as_role(role_name) == []
+    assert [m.id for m in checks.run_checks(include_deployment_checks=True)].count(
+        "auditing.W003"
+    ) == 1  # back on this test's superuser connection
+
+
+@pytest.mark.parametrize(
+    ("existing", "password", "message"),
+    [
+        (None, False, "does not exist"),
+        ("NOLOGIN", False, "may not log in"),
+        ("LOGIN", True, "exists"),
+    ],
+    ids=["missing", "nologin", "password"],
+)
+def test_an_owner_that_may_not_manage_roles_asks_for_the_role_to_be_made_first(
+    role_name, monkeypatch, existing, password, message
+):
+    """Compose's and the stack's owner is no superuser and cannot create roles: the init
+    script makes the application's role, and this command only grants."""
+    owner = f"{role_name}_owner"
+    monkeypatch.setenv("CASH_APP_DB_PASSWORD", "s3cret-pw")
+    if existing:
+        _owner_sql(f'CREATE ROLE "{role_name}" {existing}')
+    _owner_sql(f'CREATE ROLE "{owner}"')
+    try:
+        _owner_sql(f'SET ROLE "{owner}"')
+        run = command_run(
+            COMMAND,
+            "--app-role",
+            role_name,
+            *(["--password-env", "CASH_APP_DB_PASSWORD"] if password else []),
+            expect_exit=1,
+        )
+    finally:
+        _owner_sql("RESET ROLE")
+        _owner_sql(f'DROP ROLE "{owner}"')
+
+    assert (
+        f"Role {role_name} {message}, and {owner} may not create or alter roles: as a superuser"
+        in run.stderr
+    )
+    assert "deploy/postgres/10-roles.sh" in run.stderr
+
+
+def test_a_role_that_may_already_log_in_is_left_as_it_is_and_only_granted(role_name):
+    """What the stack's and compose's migrate do, as an owner that may not alter roles."""
+    _owner_sql(f'CREATE ROLE "{role_name}" LOGIN')
+
+    run = command_run(COMMAND, "--app-role", role_name, "--dry-run")
+
+    assert run.stdout.splitlines()[0].startswith("GRANT CONNECT ON DATABASE")

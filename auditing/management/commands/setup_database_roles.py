@@ -1,5 +1,5 @@
 """``manage.py setup_database_roles``: the application's own PostgreSQL role, which may add to
-the audit trail and read it, and nothing else.
+the audit trail and read it, add and change money rows but never delete them, and nothing else.
 
 The append-only triggers hold against the application, not against whoever owns the
 tables: an owner may disable them. Run the application as a role that owns nothing, and
@@ -12,6 +12,8 @@ import os
 import re
 from dataclasses import dataclass
 
+import psycopg2
+from django.conf import settings
 from django.core.management.base import (
     BaseCommand,
     CommandError,
@@ -29,6 +31,9 @@ ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 READ_WRITE = ("SELECT", "INSERT", "UPDATE", "DELETE")
 APPEND_ONLY_GRANTED = ("SELECT", "INSERT")
 APPEND_ONLY_REVOKED = ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES")
+# The money tables (settings.MONEY_TABLES): rows are added and changed, never removed.
+NO_DELETE_GRANTED = ("SELECT", "INSERT", "UPDATE")
+NO_DELETE_REVOKED = ("DELETE", "TRUNCATE", "TRIGGER", "REFERENCES")
 
 EXIT_CODES = """exit codes:
   0  done (or, with --dry-run, the SQL printed)
@@ -44,7 +49,7 @@ class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 @dataclass(frozen=True)
 class _Action:
     done: str  # the line printed once it has run
-    statement: sql.Composable
+    statement: sql.Composable | None  # None: nothing to do
     password: str | None = None  # the only parameter, never printed
 
 
@@ -52,9 +57,10 @@ class Command(BaseCommand):
     help = (
         "Create or update the application's PostgreSQL role: it may connect, read and write "
         "every table of the schema, but only read and add to the append-only audit tables "
-        f"({', '.join(APPEND_ONLY_TABLES)}). Run it as the role that owns the tables (the "
-        "one that ran migrate), and again after each migrate: tables created since get "
-        "their privileges then. Safe to run again."
+        f"({', '.join(APPEND_ONLY_TABLES)}), and never delete rows of the money tables "
+        f"({', '.join(settings.MONEY_TABLES)}); it may not create anything in the schema. "
+        "Run it as the role that owns the tables (the one that ran migrate), and again after "
+        "each migrate: tables created since get their privileges then. Safe to run again."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
@@ -102,6 +108,8 @@ class Command(BaseCommand):
                 if options["dry_run"]:
                     raw = connection.connection
                     for action in actions:
+                        if action.statement is None:
+                            continue
                         text = action.statement.as_string(raw)
                         if action.password is not None:
                             text = text.replace(
@@ -113,6 +121,8 @@ class Command(BaseCommand):
                 raw = connection.connection
                 with raw.cursor() as raw_cursor:
                     for action in actions:
+                        if action.statement is None:
+                            continue
                         # Hashed here (SCRAM, as the server is set to store it), so neither
                         # the server's statement log nor Django's query log sees the password.
                         params = (
@@ -122,7 +132,7 @@ class Command(BaseCommand):
                         )
                         raw_cursor.execute(action.statement.as_string(raw), params)
                 self._verify(cursor, role=role)
-        except DatabaseError as error:
+        except (DatabaseError, psycopg2.Error) as error:  # the raw cursor raises psycopg2's
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise CommandError(
                 f"The database refused ({reason}); nothing was changed.", returncode=1
@@ -132,7 +142,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Role {role} is set up: it may only read and add to "
-                f"{', '.join(APPEND_ONLY_TABLES)}. Run this again after each migrate."
+                f"{', '.join(APPEND_ONLY_TABLES)}, and never delete rows of "
+                f"{', '.join(settings.MONEY_TABLES)}. Run this again after each migrate."
             )
         )
 
@@ -158,7 +169,10 @@ class Command(BaseCommand):
                 "and may switch the triggers off: name a role of its own for the application.",
                 returncode=2,
             )
-        cursor.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = %s", [role])
+        cursor.execute(
+            "SELECT rolsuper OR rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = %s",
+            [role],
+        )
         found = cursor.fetchone()
         if found and found[0]:
             raise CommandError(
@@ -173,7 +187,8 @@ class Command(BaseCommand):
             "AND NOT c.relispartition ORDER BY c.relname"
         )
         tables = dict(cursor.fetchall())
-        missing = [table for table in APPEND_ONLY_TABLES if table not in tables]
+        guarded = (*APPEND_ONLY_TABLES, *settings.MONEY_TABLES)
+        missing = [table for table in guarded if table not in tables]
         if missing:
             raise CommandError(
                 f"Table {', '.join(missing)} does not exist in schema {schema}: run "
@@ -181,7 +196,7 @@ class Command(BaseCommand):
                 returncode=1,
             )
         if found:
-            owners = sorted({tables[table] for table in APPEND_ONLY_TABLES})
+            owners = sorted({tables[table] for table in guarded})
             cursor.execute(
                 "SELECT owner FROM unnest(%s::text[]) AS owner "
                 "WHERE pg_has_role(%s, owner, 'MEMBER')",
@@ -195,7 +210,28 @@ class Command(BaseCommand):
                     returncode=2,
                 )
 
-        actions = [self._role_action(role_id, role, exists=bool(found), password=password, env=env)]
+        # The owner need not manage roles (deploy/postgres/10-roles.sh creates both as the
+        # superuser): then it grants, and leaves a role that may log in as it is.
+        cursor.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = %s", [owner])
+        (manages_roles,) = cursor.fetchone()
+        if not manages_roles and (not found or not found[1] or password is not None):
+            what = "does not exist" if not found else "may not log in" if not found[1] else "exists"
+            raise CommandError(
+                f"Role {role} {what}, and {owner} may not create or alter roles: as a superuser, "
+                f"create it (or set its password) with LOGIN, e.g. deploy/postgres/10-roles.sh, "
+                'then run this again without --password-env (README.md, "Database roles").',
+                returncode=1,
+            )
+        actions = [
+            self._role_action(
+                role_id,
+                role,
+                exists=bool(found),
+                can_login=bool(found and found[1]),
+                password=password,
+                env=env,
+            )
+        ]
         actions.append(
             _Action(
                 f"granted CONNECT on database {database}",
@@ -210,22 +246,33 @@ class Command(BaseCommand):
                 sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role_id),
             )
         )
+        actions.append(
+            _Action(
+                f"revoked CREATE on schema {schema}",
+                sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(
+                    sql.Identifier(schema), role_id
+                ),
+            )
+        )
         for table in tables:
             qualified = sql.Identifier(schema, table)
             if table in APPEND_ONLY_TABLES:
+                privileges, revoked = APPEND_ONLY_GRANTED, APPEND_ONLY_REVOKED
+            elif table in settings.MONEY_TABLES:
+                privileges, revoked = NO_DELETE_GRANTED, NO_DELETE_REVOKED
+            else:
+                privileges, revoked = READ_WRITE, ()
+            if revoked:
+                # Also takes back what an earlier grant gave (DELETE, before the money
+                # tables had a rule of their own).
                 actions.append(
                     _Action(
-                        f"revoked {', '.join(APPEND_ONLY_REVOKED)} on {table}",
+                        f"revoked {', '.join(revoked)} on {table}",
                         sql.SQL("REVOKE {} ON TABLE {} FROM {}").format(
-                            sql.SQL(", ").join(map(sql.SQL, APPEND_ONLY_REVOKED)),
-                            qualified,
-                            role_id,
+                            sql.SQL(", ").join(map(sql.SQL, revoked)), qualified, role_id
                         ),
                     )
                 )
-                privileges = APPEND_ONLY_GRANTED
-            else:
-                privileges = READ_WRITE
             actions.append(
                 _Action(
                     f"granted {', '.join(privileges)} on {table}",
@@ -250,6 +297,7 @@ class Command(BaseCommand):
         role: str,
         *,
         exists: bool,
+        can_login: bool,
         password: str | None,
         env: str | None,
     ) -> _Action:
@@ -263,6 +311,8 @@ class Command(BaseCommand):
                 ),
                 password,
             )
+        if can_login and password is None:
+            return _Action(f"role {role} exists: LOGIN", None)
         how = f", password set from ${env}" if password is not None else ""
         return _Action(
             f"role {role} exists: LOGIN{how}",
@@ -273,13 +323,24 @@ class Command(BaseCommand):
     def _verify(self, cursor, *, role: str) -> None:
         """Privileges also come from PUBLIC and from the roles this one belongs to: check
         what the role may really do, before committing."""
+        kept = []
+        for tables, revoked in (
+            (APPEND_ONLY_TABLES, APPEND_ONLY_REVOKED),
+            (settings.MONEY_TABLES, NO_DELETE_REVOKED),
+        ):
+            cursor.execute(
+                "SELECT t.name, p.privilege FROM unnest(%s::text[]) AS t(name) "
+                "CROSS JOIN unnest(%s::text[]) AS p(privilege) "
+                "WHERE has_table_privilege(%s, t.name, p.privilege) ORDER BY 1, 2",
+                [list(tables), list(revoked), role],
+            )
+            kept += cursor.fetchall()
         cursor.execute(
-            "SELECT t.name, p.privilege FROM unnest(%s::text[]) AS t(name) "
-            "CROSS JOIN unnest(%s::text[]) AS p(privilege) "
-            "WHERE has_table_privilege(%s, t.name, p.privilege) ORDER BY 1, 2",
-            [list(APPEND_ONLY_TABLES), list(APPEND_ONLY_REVOKED), role],
+            "SELECT current_schema(), 'CREATE' WHERE has_schema_privilege(%s, current_schema(), "
+            "'CREATE')",
+            [role],
         )
-        kept = cursor.fetchall()
+        kept += [(f"schema {schema}", privilege) for schema, privilege in cursor.fetchall()]
         if kept:
             held = "; ".join(f"{privilege} on {table}" for table, privilege in kept)
             raise CommandError(
