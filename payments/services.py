@@ -337,6 +337,10 @@ def session_reconcile(
     counted_cash: Decimal | None = None,
 ) -> CashSession:
     """Reconcile a closed session. A session nobody counted needs the count now."""
+    if actor is None:
+        raise PaymentsError(
+            f"A session is reconciled by a person: say who reconciles session {session.number}."
+        )
     config = SystemConfiguration.load()
     if counted_cash is not None:
         if (
