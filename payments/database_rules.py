@@ -259,10 +259,13 @@ $$;
 CREATE OR REPLACE FUNCTION payments_configuration_currency_fixed_once_sessions_exist()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    was text := CASE WHEN TG_OP = 'UPDATE' THEN OLD.currency_code
-                     ELSE payments_configured_currency() END;
+    was text := CASE WHEN TG_OP = 'INSERT' THEN payments_configured_currency()
+                     ELSE OLD.currency_code END;
+    becomes text := CASE WHEN TG_OP = 'DELETE' THEN __DEFAULT_CURRENCY__ ELSE NEW.currency_code END;
 BEGIN
-    IF NEW.currency_code IS DISTINCT FROM was
+    -- Without the row the amounts are in the default currency: creating or deleting the
+    -- row may change the currency as much as an update.
+    IF becomes IS DISTINCT FROM was
        AND EXISTS (SELECT 1 FROM payments_cashsession) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'check_violation',
@@ -270,13 +273,17 @@ BEGIN
             MESSAGE = format(
                 'payments_configuration_currency_fixed_once_sessions_exist: the currency '
                 'cannot change from %s to %s: sessions exist, and their amounts are in %s.',
-                was, NEW.currency_code, was),
+                was, becomes, was),
             HINT = 'Amounts are stored without a currency; relabelling them would misstate them.';
     END IF;
-    RETURN NEW;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END;
 $$;
 """
+
+
+def trigger_functions_sql() -> str:
+    return TRIGGER_FUNCTIONS.replace("__DEFAULT_CURRENCY__", _sql_text(DEFAULT_CURRENCY))
 
 
 def triggers_sql() -> str:
@@ -322,7 +329,7 @@ CREATE TRIGGER payments_commission_amount_rounded_for_currency
     FOR EACH ROW EXECUTE FUNCTION payments_commission_amount_rounded_for_currency();
 
 CREATE TRIGGER payments_configuration_currency_fixed_once_sessions_exist
-    BEFORE INSERT OR UPDATE OF currency_code ON payments_systemconfiguration
+    BEFORE INSERT OR UPDATE OF currency_code OR DELETE ON payments_systemconfiguration
     FOR EACH ROW EXECUTE FUNCTION payments_configuration_currency_fixed_once_sessions_exist();
 """,
             *moves,
@@ -407,20 +414,87 @@ FOREIGN_KEY_RULES = (
 )
 
 
+@dataclass(frozen=True)
+class TriggerRule:
+    """A rule a trigger holds: it checks rows as they are written, so rows already there
+    that break it are only reported, and refused when next changed until corrected."""
+
+    name: str
+    table: str
+    violators_sql: str
+
+
+_PLACES = "payments_currency_minor_units(payments_configured_currency())"
+
+
+def _off_scale(columns: list[str]) -> str:
+    return " OR ".join(f"{column} <> round({column}, {_PLACES})" for column in columns)
+
+
+TRIGGER_RULES = (
+    TriggerRule(
+        name="payments_commission_base_is_payment_tax",
+        table="payments_commission",
+        violators_sql=(
+            "SELECT c.id FROM payments_commission c"
+            " JOIN payments_cashtransaction t ON t.id = c.cash_transaction_id"
+            " WHERE c.base_amount <> t.tax_amount ORDER BY c.id"
+        ),
+    ),
+    TriggerRule(
+        name="payments_commission_cancelled_iff_payment_voided",
+        table="payments_commission",
+        violators_sql=(
+            "SELECT c.id FROM payments_commission c"
+            " JOIN payments_cashtransaction t ON t.id = c.cash_transaction_id"
+            " WHERE (c.status = 'cancelled') <> (t.status = 'voided') ORDER BY c.id"
+        ),
+    ),
+    TriggerRule(
+        name="payments_commission_amount_rounded_for_currency",
+        table="payments_commission",
+        violators_sql=(
+            f"SELECT id FROM payments_commission"  # noqa: S608 - constant SQL
+            f" WHERE amount <> round(base_amount * rate / 100, {_PLACES}) ORDER BY id"
+        ),
+    ),
+    *(
+        TriggerRule(
+            name=trigger,
+            table=table,
+            violators_sql=f"SELECT id FROM {table} WHERE {_off_scale(columns)} ORDER BY id",  # noqa: S608
+        )
+        for table, (trigger, columns) in MONEY_COLUMNS.items()
+    ),
+)
+
+
 def _violators(schema_editor, sql: str) -> list[int]:
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(sql)
         return [row[0] for row in cursor.fetchall()]
 
 
-def not_valid_message(*, rule: str, table: str, ids: list[int], find_sql: str) -> str:
+def _ids(ids: list[int]) -> str:
     shown = ", ".join(str(pk) for pk in ids[:FIRST_IDS])
     more = f" and {len(ids) - FIRST_IDS} more" if len(ids) > FIRST_IDS else ""
+    return f"id {shown}{more}"
+
+
+def not_valid_message(*, rule: str, table: str, ids: list[int], find_sql: str) -> str:
     return (
         f"\n  {rule}: {len(ids)} existing row(s) of {table} break this rule "
-        f"(id {shown}{more}). It was added NOT VALID: new and changed rows are checked, "
+        f"({_ids(ids)}). It was added NOT VALID: new and changed rows are checked, "
         f"these are not. Correct them (find them with: {find_sql};), then run:\n"
         f"    ALTER TABLE {table} VALIDATE CONSTRAINT {rule};\n"
+    )
+
+
+def trigger_rule_message(*, rule: str, table: str, ids: list[int], find_sql: str) -> str:
+    return (
+        f"\n  {rule}: {len(ids)} existing row(s) of {table} break this rule "
+        f"({_ids(ids)}). A trigger holds it, so it checks rows as they are written: these "
+        f"will be refused when next changed. Correct them (find them with: {find_sql};).\n"
     )
 
 
@@ -482,8 +556,16 @@ def install_postgresql_rules(apps, schema_editor) -> None:
             )
         schema_editor.execute(statement, params=None)
     schema_editor.execute(minor_units_function_sql(), params=None)
-    schema_editor.execute(TRIGGER_FUNCTIONS, params=None)
+    schema_editor.execute(trigger_functions_sql(), params=None)
     schema_editor.execute(triggers_sql(), params=None)
+    for rule in TRIGGER_RULES:
+        ids = _violators(schema_editor, rule.violators_sql)
+        if ids:
+            _report(
+                trigger_rule_message(
+                    rule=rule.name, table=rule.table, ids=ids, find_sql=rule.violators_sql
+                )
+            )
 
 
 def remove_postgresql_rules(apps, schema_editor) -> None:

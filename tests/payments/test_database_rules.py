@@ -771,6 +771,19 @@ def test_a_configuration_row_created_late_cannot_change_the_currency(session):
         )
 
 
+def test_deleting_the_configuration_row_cannot_change_the_currency(config):
+    """Without the row the amounts are in MGA: deleting a EUR row would relabel them."""
+    update("payments_systemconfiguration", 1, currency_code="EUR")
+    session_open(agent=AgentFactory(), opening_balance=Decimal("0"), actor=None)
+    with refused_by("payments_configuration_currency_fixed_once_sessions_exist"):
+        execute("DELETE FROM payments_systemconfiguration")
+
+
+def test_deleting_a_configuration_row_in_the_default_currency_changes_nothing(session):
+    with accepted():
+        execute("DELETE FROM payments_systemconfiguration")
+
+
 # 8. The configuration's own rules ------------------------------------------------------
 
 
@@ -903,6 +916,7 @@ def test_the_migration_adds_a_broken_rule_not_valid_and_says_how_to_fix_it(
     OldAgent = apps.get_model("payments", "Agent")
     OldSession = apps.get_model("payments", "CashSession")
     OldPayment = apps.get_model("payments", "CashTransaction")
+    OldCommission = apps.get_model("payments", "Commission")
     hery, tiana = (
         OldAgent.objects.create(
             user=User.objects.create(username=name), code=f"AG-{name}", full_name=name
@@ -930,6 +944,16 @@ def test_the_migration_adds_a_broken_rule_not_valid_and_says_how_to_fix_it(
         change_given=Decimal("0.00"),
         created_at=NOW,
     )
+    # A commission computed on another amount than its payment's tax: a trigger's rule.
+    off_base = OldCommission.objects.create(
+        cash_transaction=stray,
+        agent=hery,
+        session=herys,
+        base_amount=Decimal("9.00"),
+        rate=Decimal("2.00"),
+        amount=Decimal("0.18"),
+        created_at=NOW,
+    )
 
     migrated(RULES)
 
@@ -945,6 +969,10 @@ def test_the_migration_adds_a_broken_rule_not_valid_and_says_how_to_fix_it(
     assert (
         f"payments_payment_agent_is_session_agent: 1 existing row(s) of "
         f"payments_cashtransaction break this rule (id {stray.pk})"
+    ) in said
+    assert (
+        f"payments_commission_base_is_payment_tax: 1 existing row(s) of payments_commission "
+        f"break this rule (id {off_base.pk}). A trigger holds it"
     ) in said
     # The rules the old rows keep are valid; the two they break are not, yet.
     assert not_valid() == {
@@ -967,6 +995,7 @@ def test_the_migration_adds_a_broken_rule_not_valid_and_says_how_to_fix_it(
         "payments_payment_agent_is_session_agent;"
     ) in warning.hint
 
+    execute("DELETE FROM payments_commission WHERE id = %s", [off_base.pk])
     execute("DELETE FROM payments_cashtransaction WHERE id = %s", [stray.pk])
     execute("UPDATE payments_cashsession SET status = 'open' WHERE id = %s", [paused.pk])
     execute("ALTER TABLE payments_cashsession VALIDATE CONSTRAINT payments_session_status_valid")
