@@ -371,8 +371,9 @@ class Commission(models.Model):
                 condition=rate_in_bounds("rate"), name="payments_commission_rate_in_bounds"
             ),
             # Half away from zero, which is half-up for these non-negative amounts; 0
-            # places for the currencies without a minor unit, which the currency-scale
-            # trigger (payments_money_has_currency_scale) makes whole.
+            # places for the currencies without a minor unit. On PostgreSQL the trigger
+            # payments_commission_amount_rounded_for_currency says which of the two the
+            # configured currency takes, so the amount is exact.
             models.CheckConstraint(
                 condition=Q(amount=Round(F("base_amount") * F("rate") / PERCENT, precision=2))
                 | Q(amount=Round(F("base_amount") * F("rate") / PERCENT, precision=0)),

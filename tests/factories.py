@@ -57,7 +57,7 @@ class CashSessionFactory(factory.django.DjangoModelFactory):
     ``counted_balance`` for a discrepancy). ``uncounted=True``: auto-closed, nobody counted.
     ``status=SessionStatus.RECONCILED`` with ``closed=True``: reconciled an hour after the
     close by a staff user. A closed session takes no payments (the database refuses them):
-    create them on an open one, then close it with :func:`session_close_rows`."""
+    create them on an open one, then close it (the services, or an UPDATE)."""
 
     class Meta:
         model = CashSession
@@ -92,38 +92,6 @@ class CashSessionFactory(factory.django.DjangoModelFactory):
         yes_declaration=factory.SubFactory("tests.factories.StaffUserFactory"),
         no_declaration=None,
     )
-
-
-def session_close_rows(
-    session: CashSession,
-    *,
-    closed_at: dt.datetime | None = None,
-    counted_balance: Decimal | None | str = "expected",
-    **fields,
-) -> CashSession:
-    """Close ``session`` as rows, without the service: its expected balance from its
-    completed payments, counted at that balance unless ``counted_balance`` says otherwise
-    (None: nobody counted, auto-closed). For tests whose payments must exist before the
-    session closes, as the database requires."""
-    from payments.selectors import completed_payments_total, expected_balance
-
-    collected = CashSession.objects.filter(pk=session.pk).aggregate(
-        collected=completed_payments_total()
-    )["collected"]
-    expected = expected_balance(opening_balance=session.opening_balance, collected=collected)
-    counted = expected if counted_balance == "expected" else counted_balance
-    values = {
-        "status": SessionStatus.CLOSED,
-        "closed_at": closed_at or session.opened_at + dt.timedelta(hours=8),
-        "expected_balance": expected,
-        "counted_balance": counted,
-        "discrepancy": None if counted is None else counted - expected,
-        "auto_closed": counted is None,
-        **fields,
-    }
-    CashSession.objects.filter(pk=session.pk).update(**values)
-    session.refresh_from_db()
-    return session
 
 
 class CashTransactionFactory(factory.django.DjangoModelFactory):

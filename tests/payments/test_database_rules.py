@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
@@ -250,6 +252,12 @@ def test_the_status_checks_are_built_from_the_choices():
     assert currency["payments_configuration_currency_code_valid"].condition.children == [
         ("currency_code__in", sorted(MINOR_UNITS))
     ]
+
+
+def test_the_migrations_hold_the_models_rules(db):
+    """A choice added to a TextChoices (or a currency to MINOR_UNITS) changes its CHECK:
+    makemigrations must find nothing left to migrate, or the database lags the code."""
+    call_command("makemigrations", "payments", check=True, dry_run=True, stdout=StringIO())
 
 
 # 2. Session states ----------------------------------------------------------------------
