@@ -4,12 +4,39 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 
-from payments.money import MINOR_UNITS
+from payments.money import (
+    COMMISSION_RATE_MAX,
+    COMMISSION_RATE_MIN,
+    DEFAULT_CURRENCY,
+    MINOR_UNITS,
+    PERCENT,
+)
 from project.singleton import SingletonModel
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 RATE = {"max_digits": 5, "decimal_places": 2}
+RATE_VALIDATORS = [
+    MinValueValidator(COMMISSION_RATE_MIN),
+    MaxValueValidator(COMMISSION_RATE_MAX),
+]
+SESSION_TIMEOUT_HOURS_MIN = 1
+SESSION_TIMEOUT_HOURS_MAX = 24 * 7
+
+# The rules the database holds on these tables are named ``payments_<table>_<rule>``: the
+# CHECK constraints below (every database knows them, and ``validate_constraints`` too),
+# and the triggers and composite foreign keys of payments/database_rules.py (PostgreSQL).
+
+
+def one_of(field: str, values) -> Q:
+    """``field`` holds one of ``values`` (a TextChoices' values, a dict's keys): the CHECK
+    is built from the choices, so the two cannot drift apart."""
+    return Q(**{f"{field}__in": sorted(values)})
+
+
+def rate_in_bounds(field: str) -> Q:
+    return Q(**{f"{field}__gte": COMMISSION_RATE_MIN, f"{field}__lte": COMMISSION_RATE_MAX})
 
 
 class SystemConfiguration(SingletonModel):
@@ -17,13 +44,16 @@ class SystemConfiguration(SingletonModel):
 
     session_timeout_hours = models.PositiveIntegerField(
         default=12,
-        validators=[MinValueValidator(1), MaxValueValidator(24 * 7)],
+        validators=[
+            MinValueValidator(SESSION_TIMEOUT_HOURS_MIN),
+            MaxValueValidator(SESSION_TIMEOUT_HOURS_MAX),
+        ],
         help_text="An open session older than this is expired and gets closed automatically.",
     )
     default_commission_rate = models.DecimalField(
         **RATE,
         default=Decimal("2.00"),
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        validators=RATE_VALIDATORS,
         help_text="Percent of the tax amount, for agents without a rate of their own.",
     )
     reconciliation_tolerance = models.DecimalField(
@@ -34,7 +64,7 @@ class SystemConfiguration(SingletonModel):
     )
     currency_code = models.CharField(
         max_length=3,
-        default="MGA",
+        default=DEFAULT_CURRENCY,
         choices=[(code, code) for code in MINOR_UNITS],
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -42,6 +72,28 @@ class SystemConfiguration(SingletonModel):
     class Meta:
         verbose_name = "system configuration"
         verbose_name_plural = "system configuration"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="payments_configuration_singleton_pk_1"),
+            models.CheckConstraint(
+                condition=one_of("currency_code", MINOR_UNITS),
+                name="payments_configuration_currency_code_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reconciliation_tolerance__gte=0),
+                name="payments_configuration_tolerance_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    session_timeout_hours__gte=SESSION_TIMEOUT_HOURS_MIN,
+                    session_timeout_hours__lte=SESSION_TIMEOUT_HOURS_MAX,
+                ),
+                name="payments_configuration_timeout_hours_in_bounds",
+            ),
+            models.CheckConstraint(
+                condition=rate_in_bounds("default_commission_rate"),
+                name="payments_configuration_default_rate_in_bounds",
+            ),
+        ]
 
     def __str__(self) -> str:
         return "System configuration"
@@ -62,7 +114,7 @@ class Agent(models.Model):
         **RATE,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+        validators=RATE_VALIDATORS,
         help_text="Percent. Empty means the configured default rate.",
     )
     is_active = models.BooleanField(default=True)
@@ -70,6 +122,12 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(commission_rate__isnull=True) | rate_in_bounds("commission_rate"),
+                name="payments_agent_commission_rate_in_bounds",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code} {self.full_name}"
@@ -138,6 +196,64 @@ class CashSession(models.Model):
                 condition=Q(discrepancy__isnull=True) | Q(counted_balance__isnull=False),
                 name="payments_session_discrepancy_needs_count",
             ),
+            models.CheckConstraint(
+                condition=one_of("status", SessionStatus.values),
+                name="payments_session_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[SessionStatus.CLOSED, SessionStatus.RECONCILED])
+                | Q(closed_at__isnull=False, expected_balance__isnull=False),
+                name="payments_session_closed_has_closed_at_and_expected",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SessionStatus.OPEN)
+                | Q(
+                    closed_at__isnull=True,
+                    closed_by__isnull=True,
+                    auto_closed=False,
+                    expected_balance__isnull=True,
+                    counted_balance__isnull=True,
+                    discrepancy__isnull=True,
+                    reconciled_at__isnull=True,
+                    reconciled_by__isnull=True,
+                ),
+                name="payments_session_open_has_no_closing_fields",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SessionStatus.RECONCILED)
+                | Q(
+                    counted_balance__isnull=False,
+                    reconciled_at__isnull=False,
+                    reconciled_by__isnull=False,
+                ),
+                name="payments_session_reconciled_has_count_and_reconciler",
+            ),
+            models.CheckConstraint(
+                condition=Q(status=SessionStatus.RECONCILED)
+                | Q(reconciled_at__isnull=True, reconciled_by__isnull=True),
+                name="payments_session_unreconciled_has_no_reconciler",
+            ),
+            models.CheckConstraint(
+                condition=Q(counted_balance__isnull=True)
+                | Q(
+                    expected_balance__isnull=False,
+                    discrepancy__isnull=False,
+                    discrepancy=F("counted_balance") - F("expected_balance"),
+                ),
+                name="payments_session_discrepancy_is_counted_minus_expected",
+            ),
+            models.CheckConstraint(
+                condition=Q(counted_balance__isnull=True) | Q(counted_balance__gte=0),
+                name="payments_session_counted_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(closed_at__gte=F("opened_at")),
+                name="payments_session_closed_after_opened",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_closed=False) | Q(closed_by__isnull=True),
+                name="payments_session_auto_closed_has_no_closer",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "opened_at"]),
@@ -192,6 +308,20 @@ class CashTransaction(models.Model):
                 condition=Q(change_given=F("amount_tendered") - F("tax_amount")),
                 name="payments_change_is_tendered_minus_tax",
             ),
+            models.CheckConstraint(
+                condition=one_of("status", TransactionStatus.values),
+                name="payments_payment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=TransactionStatus.VOIDED)
+                | (Q(voided_at__isnull=False) & ~Q(void_reason="")),
+                name="payments_payment_voided_has_time_and_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=TransactionStatus.COMPLETED)
+                | Q(voided_at__isnull=True, voided_by__isnull=True, void_reason=""),
+                name="payments_payment_completed_has_no_void_fields",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "created_at"]),
@@ -232,6 +362,37 @@ class Commission(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gte=0), name="payments_commission_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=one_of("status", CommissionStatus.values),
+                name="payments_commission_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=rate_in_bounds("rate"), name="payments_commission_rate_in_bounds"
+            ),
+            # Half away from zero, which is half-up for these non-negative amounts; 0
+            # places for the currencies without a minor unit. On PostgreSQL the trigger
+            # payments_commission_amount_rounded_for_currency says which of the two the
+            # configured currency takes, so the amount is exact.
+            models.CheckConstraint(
+                condition=Q(amount=Round(F("base_amount") * F("rate") / PERCENT, precision=2))
+                | Q(amount=Round(F("base_amount") * F("rate") / PERCENT, precision=0)),
+                name="payments_commission_amount_is_base_times_rate",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=CommissionStatus.PENDING)
+                | Q(paid_at__isnull=True, paid_by__isnull=True, cancelled_at__isnull=True),
+                name="payments_commission_pending_has_no_paid_or_cancelled_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=CommissionStatus.PAID)
+                | Q(paid_at__isnull=False, cancelled_at__isnull=True),
+                name="payments_commission_paid_has_paid_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=CommissionStatus.CANCELLED)
+                | Q(cancelled_at__isnull=False, paid_at__isnull=True),
+                name="payments_commission_cancelled_has_cancelled_at",
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
@@ -278,6 +439,12 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["agent", "read_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=one_of("kind", NotificationKind.values),
+                name="payments_notification_kind_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.agent.code}: {self.title}"
@@ -324,6 +491,9 @@ class ReconciliationReminder(models.Model):
                 condition=Q(kind="agent", agent__isnull=False)
                 | Q(kind="admin_summary", agent__isnull=True),
                 name="payments_reminder_agent_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=one_of("kind", ReminderKind.values), name="payments_reminder_kind_valid"
             ),
         ]
 

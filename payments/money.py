@@ -7,6 +7,13 @@ from django.utils.formats import number_format
 # ISO 4217 minor units of the currencies the network may use.
 MINOR_UNITS = {"MGA": 2, "EUR": 2, "USD": 2, "MUR": 2, "XOF": 0, "XAF": 0, "KMF": 0}
 PERCENT = Decimal(100)
+# The bounds of every commission rate, in percent: the configured default, an agent's own
+# rate and the rate a commission was computed at. The model validators and the database's
+# CHECK constraints both read them.
+COMMISSION_RATE_MIN = Decimal(0)
+COMMISSION_RATE_MAX = Decimal(100)
+# The currency the amounts are in when the configuration row does not exist yet.
+DEFAULT_CURRENCY = "MGA"
 
 
 def minor_unit(currency: str) -> Decimal:

@@ -41,7 +41,7 @@ from payments.models import (
     SystemConfiguration,
     TransactionStatus,
 )
-from payments.money import commission_for, format_money, round_money
+from payments.money import DEFAULT_CURRENCY, commission_for, format_money, round_money
 from payments.selectors import (
     AgentBacklog,
     ReconciliationBacklog,
@@ -347,6 +347,10 @@ def session_reconcile(
     counted_cash: Decimal | None = None,
 ) -> CashSession:
     """Reconcile a closed session. A session nobody counted needs the count now."""
+    if actor is None:
+        raise PaymentsError(
+            f"A session is reconciled by a person: say who reconciles session {session.number}."
+        )
     config = SystemConfiguration.load()
     if counted_cash is not None:
         if (
@@ -830,6 +834,14 @@ def configuration_update(
     """Save an administrator's edit of the configuration with the changed values audited.
     Saved as it was: nothing to audit."""
     with transaction.atomic():
+        stored = SystemConfiguration.objects.filter(pk=config.pk).values("currency_code").first()
+        currency_before = stored["currency_code"] if stored else DEFAULT_CURRENCY
+        if config.currency_code != currency_before and CashSession.objects.exists():
+            # The database refuses it too: a trigger, so it holds for any writer.
+            raise PaymentsError(
+                f"The currency cannot change from {currency_before} to {config.currency_code}: "
+                "sessions exist, and their amounts are stored without a currency."
+            )
         config.save()
         if changes:
             audit_entry_append(

@@ -12,9 +12,16 @@ from payments.models import (
     Commission,
     CommissionStatus,
     SessionStatus,
+    SystemConfiguration,
     TransactionStatus,
 )
-from payments.money import commission_for
+from payments.money import DEFAULT_CURRENCY, commission_for
+
+
+def configured_currency() -> str:
+    """The currency the database checks amounts against (without creating the row)."""
+    stored = SystemConfiguration.objects.filter(pk=1).values_list("currency_code", flat=True)
+    return stored.first() or DEFAULT_CURRENCY
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -47,7 +54,10 @@ class AgentFactory(factory.django.DjangoModelFactory):
 
 class CashSessionFactory(factory.django.DjangoModelFactory):
     """An open session. ``closed=True``: closed and counted at the expected balance (pass
-    ``counted_balance`` for a discrepancy). ``uncounted=True``: auto-closed, nobody counted."""
+    ``counted_balance`` for a discrepancy). ``uncounted=True``: auto-closed, nobody counted.
+    ``status=SessionStatus.RECONCILED`` with ``closed=True``: reconciled an hour after the
+    close by a staff user. A closed session takes no payments (the database refuses them):
+    create them on an open one, then close it (the services, or an UPDATE)."""
 
     class Meta:
         model = CashSession
@@ -72,6 +82,16 @@ class CashSessionFactory(factory.django.DjangoModelFactory):
     discrepancy = factory.LazyAttribute(
         lambda s: None if s.counted_balance is None else s.counted_balance - s.expected_balance
     )
+    reconciled_at = factory.LazyAttribute(
+        lambda s: (
+            s.closed_at + dt.timedelta(hours=1) if s.status == SessionStatus.RECONCILED else None
+        )
+    )
+    reconciled_by = factory.Maybe(
+        factory.LazyAttribute(lambda s: s.status == SessionStatus.RECONCILED),
+        yes_declaration=factory.SubFactory("tests.factories.StaffUserFactory"),
+        no_declaration=None,
+    )
 
 
 class CashTransactionFactory(factory.django.DjangoModelFactory):
@@ -91,13 +111,20 @@ class CashTransactionFactory(factory.django.DjangoModelFactory):
     status = TransactionStatus.COMPLETED
     created_at = factory.LazyFunction(timezone.now)
     recorded_by = factory.SelfAttribute("agent.user")
+    voided_at = factory.LazyAttribute(
+        lambda t: t.created_at if t.status == TransactionStatus.VOIDED else None
+    )
+    void_reason = factory.LazyAttribute(
+        lambda t: "Wrong payer" if t.status == TransactionStatus.VOIDED else ""
+    )
     commission = factory.RelatedFactory(
         "tests.factories.CommissionFactory", factory_related_name="cash_transaction"
     )
 
 
 class CommissionFactory(factory.django.DjangoModelFactory):
-    """A pending commission at 2.00 % (MGA rounding). Traits: ``paid``, ``cancelled``."""
+    """A pending commission at 2.00 %, rounded for the configured currency; cancelled when
+    its payment is voided. Traits: ``paid``, ``cancelled`` (its payment voided)."""
 
     class Meta:
         model = Commission
@@ -108,9 +135,7 @@ class CommissionFactory(factory.django.DjangoModelFactory):
         )
         cancelled = factory.Trait(
             status=CommissionStatus.CANCELLED,
-            cancelled_at=factory.LazyFunction(timezone.now),
             cash_transaction__status=TransactionStatus.VOIDED,
-            cash_transaction__void_reason="Wrong payer",
         )
 
     cash_transaction = factory.SubFactory(CashTransactionFactory, commission=None)
@@ -119,10 +144,21 @@ class CommissionFactory(factory.django.DjangoModelFactory):
     base_amount = factory.SelfAttribute("cash_transaction.tax_amount")
     rate = Decimal("2.00")
     amount = factory.LazyAttribute(
-        lambda c: commission_for(base_amount=c.base_amount, rate_percent=c.rate, currency="MGA")
+        lambda c: commission_for(
+            base_amount=c.base_amount, rate_percent=c.rate, currency=configured_currency()
+        )
     )
-    status = CommissionStatus.PENDING
+    status = factory.LazyAttribute(
+        lambda c: (
+            CommissionStatus.CANCELLED
+            if c.cash_transaction.status == TransactionStatus.VOIDED
+            else CommissionStatus.PENDING
+        )
+    )
     created_at = factory.SelfAttribute("cash_transaction.created_at")
+    cancelled_at = factory.LazyAttribute(
+        lambda c: c.cash_transaction.voided_at if c.status == CommissionStatus.CANCELLED else None
+    )
 
 
 def money(value: str) -> Decimal:

@@ -126,6 +126,8 @@ def test_the_database_allows_a_new_open_session_once_the_previous_one_is_closed(
         status=SessionStatus.CLOSED,
         opened_at=timezone.now(),
         opening_balance=Decimal("0"),
+        closed_at=timezone.now(),
+        expected_balance=Decimal("0"),
     )
 
     CashSession.objects.create(

@@ -502,7 +502,7 @@ def test_closing_twice_is_refused(session, refused):
 
 def test_closing_a_reconciled_session_is_refused(session, refused):
     close(session, "10000.00")
-    session_reconcile(session=session, actor=None)
+    session_reconcile(session=session, actor=StaffUserFactory())
 
     with refused(f"Session {session.number} is already reconciled"):
         close(session, "10000.00")
@@ -558,31 +558,41 @@ def test_reconciling_a_balanced_session(session):
     assert reconciled.reconciliation_notes == ""
 
 
+def test_reconciling_without_saying_who_is_refused(session, refused):
+    close(session, "10000.00")
+
+    with refused(f"A session is reconciled by a person: .* {session.number}"):
+        session_reconcile(session=session, actor=None)
+
+
 def test_reconciling_an_open_session_is_refused(session, refused):
     with refused(f"Session {session.number} is still open"):
-        session_reconcile(session=session, actor=None)
+        session_reconcile(session=session, actor=StaffUserFactory())
 
 
 def test_reconciling_twice_is_refused(session, refused):
     close(session, "10000.00")
-    session_reconcile(session=session, actor=None)
+    session_reconcile(session=session, actor=StaffUserFactory())
 
     with refused(f"Session {session.number} is already reconciled"):
-        session_reconcile(session=session, actor=None)
+        session_reconcile(session=session, actor=StaffUserFactory())
 
 
 def test_an_uncounted_session_cannot_be_reconciled_without_the_counted_cash(refused):
     session = CashSessionFactory(uncounted=True)
 
     with refused(f"Session {session.number} was closed without a cash count"):
-        session_reconcile(session=session, actor=None, notes="Counted later")
+        session_reconcile(session=session, actor=StaffUserFactory(), notes="Counted later")
 
 
 def test_an_uncounted_session_reconciled_with_its_count_gets_its_discrepancy():
     session = CashSessionFactory(uncounted=True, expected_balance=Decimal("12000.00"))
 
     reconciled = session_reconcile(
-        session=session, actor=None, counted_cash=Decimal("11999.00"), notes="One short"
+        session=session,
+        actor=StaffUserFactory(),
+        counted_cash=Decimal("11999.00"),
+        notes="One short",
     )
 
     reconciled.refresh_from_db()
@@ -601,20 +611,26 @@ def test_a_reconciliation_count_that_is_not_a_finite_non_negative_decimal_is_ref
     session = CashSessionFactory(uncounted=True)
 
     with refused("counted cash must be a non-negative decimal amount"):
-        session_reconcile(session=session, actor=None, counted_cash=counted, notes="Late count")
+        session_reconcile(
+            session=session, actor=StaffUserFactory(), counted_cash=counted, notes="Late count"
+        )
 
 
 def test_a_different_count_for_an_already_counted_session_is_refused(refused):
     session = CashSessionFactory(closed=True, counted_balance=Decimal("10000.00"))
 
     with refused("was already counted at 10000.00"):
-        session_reconcile(session=session, actor=None, counted_cash=Decimal("9000.00"))
+        session_reconcile(
+            session=session, actor=StaffUserFactory(), counted_cash=Decimal("9000.00")
+        )
 
 
 def test_repeating_the_same_count_for_a_counted_session_is_accepted():
     session = CashSessionFactory(closed=True, counted_balance=Decimal("10000.00"))
 
-    reconciled = session_reconcile(session=session, actor=None, counted_cash=Decimal("10000.00"))
+    reconciled = session_reconcile(
+        session=session, actor=StaffUserFactory(), counted_cash=Decimal("10000.00")
+    )
 
     assert reconciled.status == SessionStatus.RECONCILED
 
@@ -629,7 +645,7 @@ def test_a_discrepancy_beyond_the_tolerance_needs_notes(config, refused):
     with refused(
         r"discrepancy of -5\.01 MGA, beyond the tolerance of 5\.00 MGA; explain it in the notes"
     ):
-        session_reconcile(session=session, actor=None, notes="   ")
+        session_reconcile(session=session, actor=StaffUserFactory(), notes="   ")
 
 
 def test_a_discrepancy_beyond_the_tolerance_is_reconciled_once_explained(config):
@@ -639,7 +655,9 @@ def test_a_discrepancy_beyond_the_tolerance_is_reconciled_once_explained(config)
         closed=True, expected_balance=Decimal("1000.00"), counted_balance=Decimal("1200.00")
     )
 
-    reconciled = session_reconcile(session=session, actor=None, notes="  Change from a bank  ")
+    reconciled = session_reconcile(
+        session=session, actor=StaffUserFactory(), notes="  Change from a bank  "
+    )
 
     assert reconciled.status == SessionStatus.RECONCILED
     assert reconciled.reconciliation_notes == "Change from a bank"
@@ -653,7 +671,7 @@ def test_a_discrepancy_within_the_tolerance_needs_no_notes(config, counted):
         closed=True, expected_balance=Decimal("1000.00"), counted_balance=Decimal(counted)
     )
 
-    reconciled = session_reconcile(session=session, actor=None)
+    reconciled = session_reconcile(session=session, actor=StaffUserFactory())
 
     assert reconciled.status == SessionStatus.RECONCILED
 
