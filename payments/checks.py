@@ -1,4 +1,4 @@
-"""``check --deploy``: a rule of the money tables added NOT VALID by migration 0004 (rows
+"""``check --deploy``: a rule of the money tables added NOT VALID by migration 0005 (rows
 that broke it were already there) still leaves those rows unchecked until validated."""
 
 from django.core import checks
@@ -26,7 +26,7 @@ def not_valid_constraints_check(app_configs, **kwargs) -> list[checks.CheckMessa
         checks.Warning(
             "Rules of the payments tables are NOT VALID, so rows written before them are "
             "unchecked: " + ", ".join(f"{name} on {table}" for table, name in pending) + ".",
-            hint="Correct the rows that break each rule (migration 0004 printed them), then "
+            hint="Correct the rows that break each rule (migration 0005 printed them), then "
             + " ".join(
                 f"ALTER TABLE {table} VALIDATE CONSTRAINT {name};" for table, name in pending
             ),

@@ -7,7 +7,7 @@ declaration can say it, triggers where it cannot. Each is named ``payments_<tabl
 and each trigger raises ``check_violation`` (SQLSTATE 23514, an ``IntegrityError`` in
 Django) with a message that names the rule, the row and what to do.
 
-Migration 0004 installs them, checking the rows already there first: a CHECK or a foreign
+Migration 0005 installs them, checking the rows already there first: a CHECK or a foreign
 key that existing rows break is added ``NOT VALID`` (new writes are checked, the old rows
 are not) with one message per rule saying how to fix and validate it, instead of failing
 the deploy. ``check --deploy`` lists what is still NOT VALID (payments/checks.py).

@@ -884,10 +884,10 @@ def test_a_discrepancy_without_a_count_is_still_refused(closed):
         update("payments_cashsession", closed.pk, counted_balance=None, discrepancy=Decimal("1"))
 
 
-# Migration 0004 on a database whose rows already break a rule --------------------------
+# Migration 0005 on a database whose rows already break a rule --------------------------
 
-BEFORE_RULES = ("payments", "0003_sessions_reminded_once_a_day")
-RULES = ("payments", "0004_database_rules")
+BEFORE_RULES = ("payments", "0004_audited_rows_baseline")
+RULES = ("payments", "0005_database_rules")
 
 
 def migrated(*targets: tuple[str, str]) -> MigrationExecutor:

@@ -27,7 +27,7 @@ from payments.database_rules import (
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0003_sessions_reminded_once_a_day'),
+        ('payments', '0004_audited_rows_baseline'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
