@@ -319,7 +319,7 @@ def test_the_latest_entry_is_the_one_that_counts(day, run_command):
     as_owner(
         (
             "UPDATE payments_cashtransaction SET status = 'completed', voided_at = NULL, "
-            "void_reason = '' WHERE id = %s",
+            "voided_by_id = NULL, void_reason = '' WHERE id = %s",
             [voided.pk],
         )
     )
