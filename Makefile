@@ -80,16 +80,16 @@ stack: $(STAMP) services
 		exit 2; }
 	$(MAKE) --no-print-directory stack-database
 	mkdir -p var/log var/run
-	DATABASE_URL=$(STACK_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/supervisord -c scripts/supervisord.conf
+	DATABASE_URL="$$STACK_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/supervisord -c scripts/supervisord.conf
 
 # The stack's database, as the owner: the roles and the database (idempotent), migrate, the
 # application's grants (again after every migrate), the schedules and the static files.
 stack-database: $(STAMP) services
 	$(BIN)/python scripts/stack_database.py
-	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py migrate --no-input
-	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py setup_database_roles --app-role "$$($(BIN)/python scripts/stack_database.py --app-role)"
-	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py sync_schedules
-	DATABASE_URL=$(STACK_OWNER_DATABASE_URL) REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py collectstatic --no-input -v0
+	DATABASE_URL="$$STACK_OWNER_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py migrate --no-input
+	DATABASE_URL="$$STACK_OWNER_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py setup_database_roles --app-role "$$($(BIN)/python scripts/stack_database.py --app-role)"
+	DATABASE_URL="$$STACK_OWNER_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py sync_schedules
+	DATABASE_URL="$$STACK_OWNER_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/python manage.py collectstatic --no-input -v0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

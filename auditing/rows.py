@@ -68,6 +68,8 @@ def _field(model: type[models.Model], attname: str) -> models.Field:
 
 
 def _with_scale(value: Decimal, field: models.Field) -> Decimal:
+    # PostgreSQL's numeric has no negative zero: a count typed as "-0" is stored as 0.00.
+    value = abs(value) if value.is_zero() else value
     return value.quantize(Decimal(1).scaleb(-field.decimal_places))
 
 
@@ -142,8 +144,8 @@ def _differences(
         values = json.loads(values)
     try:
         audited = json.loads(recorded)
-    except ValueError:
-        audited = {}
+    except (ValueError, RecursionError):
+        audited = {}  # a tampered entry (its HMAC no longer holds): the chain reports it
     if not isinstance(audited, dict):
         audited = {}  # a tampered entry: the chain reports it
     # A field the entry did not record (a field made material after it was written) is

@@ -265,6 +265,11 @@ DECLARE
 BEGIN
     -- Without the row the amounts are in the default currency: creating or deleting the
     -- row may change the currency as much as an update.
+    IF becomes IS DISTINCT FROM was THEN
+        -- A first session being opened meanwhile would be invisible to EXISTS until it
+        -- commits: wait for it (SHARE conflicts with its insert), then look.
+        LOCK TABLE payments_cashsession IN SHARE MODE;
+    END IF;
     IF becomes IS DISTINCT FROM was
        AND EXISTS (SELECT 1 FROM payments_cashsession) THEN
         RAISE EXCEPTION USING
@@ -277,6 +282,27 @@ BEGIN
             HINT = 'Amounts are stored without a currency; relabelling them would misstate them.';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END;
+$$;
+"""
+
+
+# The functions name their tables without a schema. Searched through the caller's
+# search_path, a temporary table of the same name (pg_temp comes first by default) would
+# stand in for the real one: a fake configuration, or a closed session shown as open. Each
+# function searches its own schema, then pg_temp last.
+FUNCTIONS_PINNED_TO_THEIR_SCHEMA = r"""
+DO $$
+DECLARE
+    function regprocedure;
+BEGIN
+    FOR function IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+         WHERE p.proname LIKE 'payments\_%' AND p.pronamespace = current_schema()::regnamespace
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', function,
+                       current_schema());
+    END LOOP;
 END;
 $$;
 """
@@ -557,6 +583,7 @@ def install_postgresql_rules(apps, schema_editor) -> None:
         schema_editor.execute(statement, params=None)
     schema_editor.execute(minor_units_function_sql(), params=None)
     schema_editor.execute(trigger_functions_sql(), params=None)
+    schema_editor.execute(FUNCTIONS_PINNED_TO_THEIR_SCHEMA, params=None)
     schema_editor.execute(triggers_sql(), params=None)
     for rule in TRIGGER_RULES:
         ids = _violators(schema_editor, rule.violators_sql)

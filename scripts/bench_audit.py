@@ -546,6 +546,16 @@ def verifier_run(*, with_keys: bool) -> int | None:
 def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("The audit bench runs on PostgreSQL: set DATABASE_URL")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (database,) = cursor.fetchone()
+    # It empties the trail and the cash tables: only ever in a bench's own database.
+    if "bench" not in database:
+        sys.exit(
+            f"The audit bench replaces the audit trail and the cash tables of {database}; "
+            "point DATABASE_URL at a database of its own whose name says bench "
+            "(make bench uses cash_office_bench_audit)."
+        )
     print(
         f"\n=== Audit trail: {PAYMENTS:,} payments in {SESSIONS:,} sessions, {ENTRIES:,} "
         f"entries, {NEW:,} after the last checkpoint ===\n"

@@ -47,6 +47,11 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --username "$superuser" --dbname pos
     --set=db="$db" --set=owner="$owner" --set=app="$app" <<'SQL'
 \getenv owner_password CASH_OFFICE_OWNER_PASSWORD
 \getenv app_password CASH_OFFICE_APP_PASSWORD
+-- The passwords travel in ALTER ROLE statements: keep them out of the server's log, whatever
+-- it is set to record (statements, slow ones, or the statement of an error).
+SET log_statement = 'none';
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = 'panic';
 
 -- The two roles: they may log in, and nothing more than any other role.
 SELECT format('CREATE ROLE %I', :'owner')

@@ -370,6 +370,23 @@ def test_a_payment_recorded_on_a_closed_session_is_refused(closed):
         insert("payments_cashtransaction", **payment_row(closed.pk, closed.agent_id))
 
 
+def test_a_temporary_table_cannot_stand_in_for_a_session(closed):
+    """The rules read their own schema's tables: a temporary table of the same name, which
+    the session's search_path would find first, shows them nothing."""
+    execute("CREATE TEMP TABLE payments_cashsession (id bigint, number text, status text)")
+    execute("INSERT INTO payments_cashsession VALUES (%s, 'FAKE', 'open')", [closed.pk])
+
+    with refused_by("payments_payment_session_is_open"):
+        insert("payments_cashtransaction", **payment_row(closed.pk, closed.agent_id))
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_configuration(config):
+    execute("CREATE TEMP TABLE payments_systemconfiguration (id int, currency_code text)")
+    execute("INSERT INTO payments_systemconfiguration VALUES (1, 'XOF')")
+
+    assert execute("SELECT payments_configured_currency()") == [("MGA",)]
+
+
 def test_a_payment_of_a_closed_session_is_frozen(closed, payment):
     with refused_by("payments_payment_session_is_open"):
         update(

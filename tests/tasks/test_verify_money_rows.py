@@ -28,6 +28,7 @@ from payments.services import (
     transaction_record,
     transaction_void,
 )
+from tests.auditing.tampering import disable_append_only_trigger
 from tests.factories import AgentFactory, StaffUserFactory
 
 NOW = dt.datetime(2026, 5, 20, 10, 0, tzinfo=dt.UTC)
@@ -420,3 +421,36 @@ def test_the_alert_explains_each_row_finding_in_the_email_language(
     explained = [line.strip() for line in alert.body_text.splitlines() if line.startswith("   ")]
     for sentence in ALERT_SENTENCES[language]:
         assert sentence.format(**words) in explained, explained
+
+
+def test_a_count_typed_as_minus_zero_is_no_tampering(run_command):
+    """PostgreSQL stores -0.00 as 0.00; the entry records the row as stored."""
+    agent = AgentFactory(code="AG009")
+    session = session_open(agent=agent, opening_balance=Decimal("0"), actor=agent.user)
+    session_close(session=session, counted_cash=Decimal("-0.00"), actor=agent.user)
+
+    _, run = full_run(run_command, expect_exit=0)
+
+    assert run.intact is True
+
+
+def test_an_audited_state_nested_too_deep_is_the_chain_s_finding(day, run_command):
+    """A tampered entry whose recorded state cannot be parsed is reported by its HMAC; the
+    row check goes on instead of stopping the run."""
+    paid = day["paid"]
+    entry = AuditEntry.objects.filter(action="transaction.recorded", subject_id=str(paid.pk)).get()
+    disable_append_only_trigger()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE auditing_auditentry SET data = jsonb_set(data, "
+            "'{after,payments.cashtransaction,0,deep}', "
+            "(repeat('[', 5000) || repeat(']', 5000))::jsonb) WHERE sequence = %s",
+            [entry.sequence],
+        )
+
+    outcome, run = full_run(run_command, expect_exit=3)
+
+    assert [
+        (kind, sequence) for kind, sequence in run.findings.values_list("kind", "sequence")
+    ] == [("undecodable", entry.sequence)]
+    assert "Rows checked against their audit entries" in outcome.stdout
