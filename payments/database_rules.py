@@ -443,7 +443,8 @@ FOREIGN_KEY_RULES = (
 @dataclass(frozen=True)
 class TriggerRule:
     """A rule a trigger holds: it checks rows as they are written, so rows already there
-    that break it are only reported, and refused when next changed until corrected."""
+    that break it are only reported; a write that touches what the rule reads may be
+    refused until they are corrected."""
 
     name: str
     table: str
@@ -519,8 +520,9 @@ def not_valid_message(*, rule: str, table: str, ids: list[int], find_sql: str) -
 def trigger_rule_message(*, rule: str, table: str, ids: list[int], find_sql: str) -> str:
     return (
         f"\n  {rule}: {len(ids)} existing row(s) of {table} break this rule "
-        f"({_ids(ids)}). A trigger holds it, so it checks rows as they are written: these "
-        f"will be refused when next changed. Correct them (find them with: {find_sql};).\n"
+        f"({_ids(ids)}). A trigger holds it, so it checks rows only as they are written: "
+        "these stay as they are, and a write that touches what the rule reads may be refused "
+        f"until they are corrected. Correct them (find them with: {find_sql};).\n"
     )
 
 
