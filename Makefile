@@ -27,7 +27,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench
 BENCH_SCALE ?= 100000
 # The audit bench replaces the trail and the cash tables of a database of its own.
 BENCH_AUDIT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench_audit
-export BENCH_SCALE
+export BENCH_SCALE BENCH_DATABASE_URL BENCH_AUDIT_DATABASE_URL
 
 .PHONY: install demo test bench lint format messages services stack stack-database clean
 
@@ -63,15 +63,12 @@ test: $(STAMP) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) services
-	psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'cash_office_bench'" \
-		| grep -q 1 || createdb -h 127.0.0.1 -U postgres cash_office_bench
-	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
-	DATABASE_URL=$(BENCH_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
+	$(BIN)/python scripts/ensure_database.py BENCH_DATABASE_URL BENCH_AUDIT_DATABASE_URL
+	DATABASE_URL="$$BENCH_DATABASE_URL" $(BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL="$$BENCH_DATABASE_URL" APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
 		$(BIN)/python scripts/bench.py
-	psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'cash_office_bench_audit'" \
-		| grep -q 1 || createdb -h 127.0.0.1 -U postgres cash_office_bench_audit
-	DATABASE_URL=$(BENCH_AUDIT_DATABASE_URL) $(BIN)/python manage.py migrate --no-input -v0
-	DATABASE_URL=$(BENCH_AUDIT_DATABASE_URL) APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
+	DATABASE_URL="$$BENCH_AUDIT_DATABASE_URL" $(BIN)/python manage.py migrate --no-input -v0
+	DATABASE_URL="$$BENCH_AUDIT_DATABASE_URL" APP_LOG_LEVEL=WARNING EMAIL_URL=dummymail:// \
 		$(BIN)/python scripts/bench_audit.py
 
 stack: $(STAMP) services

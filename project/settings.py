@@ -4,6 +4,7 @@
 defaults for its secrets, so a missing one stops start-up with a clear message.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -211,6 +212,9 @@ CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_SLEEP_BETWEEN_RETRIES_MS = 5_000
 CELERY_RESULT_BACKEND_MAX_RETRIES = 60
 CELERY_RESULT_EXTENDED = True
+# Task results (what Flower and the admin show of each run) are kept 30 days, time to look
+# into last month's failures; beat's daily celery.backend_cleanup deletes older ones.
+CELERY_RESULT_EXPIRES = dt.timedelta(days=30)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -1,11 +1,15 @@
 """The Celery configuration, read the way a worker reads it: app.conf and the task objects."""
 
+import datetime as dt
+
 import pytest
 from celery import states
 from celery.exceptions import BackendStoreError, Reject
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError
+from django.utils import timezone
 from django_celery_results.backends import DatabaseBackend as CeleryResultsDatabaseBackend
+from django_celery_results.models import TaskResult
 
 import project.celery
 from mailing.tasks import email_deliver
@@ -171,3 +175,18 @@ def test_email_delivery_leaves_retries_to_the_outbox_not_to_celery():
     # countdown waits in the broker, where a long one would outlive the visibility timeout.
     assert not getattr(email_deliver, "autoretry_for", ())
     assert email_deliver.acks_late is True
+
+
+@pytest.mark.django_db
+def test_task_results_are_kept_30_days_and_cleaned_up_after():
+    """Beat's daily ``celery.backend_cleanup`` deletes results older than result_expires."""
+    now = timezone.now()
+    kept = TaskResult.objects.create(task_id="kept", status=states.SUCCESS)
+    gone = TaskResult.objects.create(task_id="gone", status=states.FAILURE)
+    TaskResult.objects.filter(pk=kept.pk).update(date_done=now - dt.timedelta(days=29))
+    TaskResult.objects.filter(pk=gone.pk).update(date_done=now - dt.timedelta(days=31))
+
+    app.backend.cleanup()
+
+    assert app.conf.result_expires == dt.timedelta(days=30)
+    assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["kept"]
