@@ -238,7 +238,9 @@ class CashSession(models.Model):
                 | Q(
                     expected_balance__isnull=False,
                     discrepancy__isnull=False,
-                    discrepancy=F("counted_balance") - F("expected_balance"),
+                    # Round: SQLite (the demo) subtracts in floating point; on PostgreSQL
+                    # the numeric difference is exact and round() changes nothing.
+                    discrepancy=Round(F("counted_balance") - F("expected_balance"), precision=2),
                 ),
                 name="payments_session_discrepancy_is_counted_minus_expected",
             ),
@@ -305,7 +307,9 @@ class CashTransaction(models.Model):
                 name="payments_tendered_covers_tax",
             ),
             models.CheckConstraint(
-                condition=Q(change_given=F("amount_tendered") - F("tax_amount")),
+                condition=Q(
+                    change_given=Round(F("amount_tendered") - F("tax_amount"), precision=2)
+                ),
                 name="payments_change_is_tendered_minus_tax",
             ),
             models.CheckConstraint(

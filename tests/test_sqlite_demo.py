@@ -1,4 +1,5 @@
-"""The demo runs on SQLite (`make demo`): verification's SQL must hold there too.
+"""The demo runs on SQLite (`make demo`): the database rules and verification's SQL must
+hold there too.
 
 PostgreSQL serves every other test; this one runs the commands in a subprocess against a
 SQLite file of its own, as `make demo` does: a session day through the services, then
@@ -16,16 +17,21 @@ FIELD_DAY = """
 from decimal import Decimal
 from django.contrib.auth import get_user_model
 from payments.models import Agent
-from payments.services import session_close, session_open, transaction_record, transaction_void
+from payments.services import (
+    session_close, session_open, session_reconcile, transaction_record, transaction_void,
+)
 user = get_user_model().objects.create(username="ag001")
 agent = Agent.objects.create(user=user, code="AG001", full_name="Rakoto")
 session = session_open(agent=agent, opening_balance=Decimal("20000"), actor=user)
 kept = transaction_record(session=session, payer_reference="NIF-1", tax_amount=Decimal("5000.00"),
                           amount_tendered=Decimal("6000.00"), actor=user)
 voided = transaction_record(session=session, payer_reference="NIF-2", tax_amount=Decimal("1234.50"),
-                            amount_tendered=Decimal("1234.50"), actor=user)
+                            amount_tendered=Decimal("1300.10"), actor=user)
 transaction_void(cash_transaction=voided, actor=user, reason="Wrong payer")
-session_close(session=session, counted_cash=Decimal("25000.00"), actor=user)
+# Cents: SQLite subtracts in floating point, and the CHECKs must still accept these.
+session = session_close(session=session, counted_cash=Decimal("25000.30"), actor=user)
+supervisor = get_user_model().objects.create(username="supervisor", is_staff=True)
+session_reconcile(session=session, actor=supervisor, notes="30 cents over, from change")
 """
 
 
