@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -5,6 +6,7 @@ from django.db.models import Max
 
 from auditing.models import AuditEntry
 from payments.errors import PaymentsError
+from tests.migrations import migrated_to_latest
 from tests.payments.helpers import database_snapshot
 
 
@@ -42,3 +44,10 @@ def audit_entries_written():
         entries.extend(AuditEntry.objects.filter(sequence__gt=head).order_by("sequence"))
 
     return watch
+
+
+@pytest.fixture
+def at_latest_afterwards(transactional_db) -> Iterator[None]:
+    """Whatever happens, put the schema back at the latest migrations before the flush."""
+    yield
+    migrated_to_latest()

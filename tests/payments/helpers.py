@@ -1,6 +1,5 @@
 from auditing.models import AuditEntry
-from auditing.rows import row_state
-from payments.audited import AUDITED_TABLES
+from payments.audited import states_after
 from payments.models import (
     Agent,
     CashSession,
@@ -40,10 +39,6 @@ def audited_data(entry: AuditEntry, *rows) -> dict:
     """The entry's data without the rows' states it records (``data["after"]``), once
     those are checked to be exactly ``rows`` as the database holds them now."""
     data = dict(entry.data)
-    fields = {table.model: table.fields for table in AUDITED_TABLES}
-    expected: dict[str, list[dict]] = {}
-    for row in rows:
-        stored = type(row).objects.get(pk=row.pk)
-        expected.setdefault(row._meta.label_lower, []).append(row_state(stored, fields[type(row)]))
-    assert data.pop("after") == expected
+    stored = [type(row).objects.get(pk=row.pk) for row in rows]
+    assert data.pop("after") == states_after(*stored)
     return data

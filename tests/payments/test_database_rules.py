@@ -18,7 +18,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from payments.checks import not_valid_constraints_check
@@ -49,6 +48,7 @@ from payments.services import (
     transaction_void,
 )
 from tests.factories import AgentFactory, StaffUserFactory
+from tests.migrations import migrated, migrated_to_latest
 
 pytestmark = pytest.mark.django_db
 
@@ -907,11 +907,6 @@ BEFORE_RULES = ("payments", "0004_audited_rows_baseline")
 RULES = ("payments", "0005_database_rules")
 
 
-def migrated(*targets: tuple[str, str]) -> MigrationExecutor:
-    MigrationExecutor(connection).migrate(list(targets))
-    return MigrationExecutor(connection)
-
-
 def not_valid() -> set[str]:
     return {name for _, name in not_valid_constraints()}
 
@@ -925,8 +920,7 @@ def old_rows_cleaned_afterwards(transactional_db) -> Iterator[None]:
     for table in ("payments_commission", "payments_cashtransaction", "payments_cashsession"):
         execute(f"DELETE FROM {table}")  # noqa: S608
     execute("SET session_replication_role = DEFAULT")
-    executor = migrated(*MigrationExecutor(connection).loader.graph.leaf_nodes())
-    assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
+    migrated_to_latest()
     for table, name in not_valid_constraints():
         execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
     assert not_valid() == set()

@@ -8,7 +8,6 @@ database always ends at the latest migrations: later tests share it.
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -18,6 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from auditing.models import AuditEntry, VerificationRun
 from tests.factories import CashTransactionFactory
+from tests.migrations import migrated
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -26,18 +26,6 @@ pytestmark = [
 
 BEFORE = ("payments", "0003_sessions_reminded_once_a_day")
 BASELINE = ("payments", "0004_audited_rows_baseline")
-
-
-def migrated(*targets: tuple[str, str]) -> MigrationExecutor:
-    MigrationExecutor(connection).migrate(list(targets))
-    return MigrationExecutor(connection)
-
-
-@pytest.fixture
-def at_latest_afterwards(transactional_db) -> Iterator[None]:
-    yield
-    executor = migrated(*MigrationExecutor(connection).loader.graph.leaf_nodes())
-    assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
 
 
 @pytest.fixture

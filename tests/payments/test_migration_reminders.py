@@ -8,13 +8,11 @@ migrations: later tests share it.
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
 from payments.models import ReconciliationReminder, ReminderKind, SessionReminder
 from tasks.operations.reconciliation_reminder import (
@@ -24,6 +22,7 @@ from tasks.operations.reconciliation_reminder import (
 )
 from tasks.results import Trigger
 from tests.factories import AgentFactory, CashSessionFactory
+from tests.migrations import migrated
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,20 +35,6 @@ YESTERDAY = TODAY - dt.timedelta(days=1)
 
 def at(day: dt.date, hour: int) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour), tzinfo=LOCAL)
-
-
-def migrated(*targets: tuple[str, str]) -> MigrationExecutor:
-    """Migrate to ``targets``; a new executor, which reads the applied migrations afresh."""
-    MigrationExecutor(connection).migrate(list(targets))
-    return MigrationExecutor(connection)
-
-
-@pytest.fixture
-def at_latest_afterwards(transactional_db) -> Iterator[None]:
-    """Whatever happens, put the schema back at the latest migrations before the flush."""
-    yield
-    executor = migrated(*MigrationExecutor(connection).loader.graph.leaf_nodes())
-    assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
 
 
 def unique_index_names(table: str) -> set[str]:
