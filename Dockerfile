@@ -12,6 +12,7 @@ COPY auditing ./auditing
 COPY mailing ./mailing
 COPY reporting ./reporting
 COPY tasks ./tasks
+COPY backoffice ./backoffice
 COPY scripts ./scripts
 COPY manage.py ./
 RUN pip install . \
