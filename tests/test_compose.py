@@ -334,7 +334,7 @@ def test_the_image_copies_every_first_party_app():
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     first_party = [app for app in settings.INSTALLED_APPS if (ROOT / app).is_dir()]
-    assert first_party == ["auditing", "mailing", "payments", "reporting", "tasks"]
+    assert first_party == ["backoffice", "auditing", "mailing", "payments", "reporting", "tasks"]
     for app in [*first_party, "project"]:
         assert re.search(rf"^COPY {app} \./{app}$", dockerfile, re.MULTILINE), app
 
