@@ -26,6 +26,9 @@ class JobHealth(models.Model):
     )
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_trigger = models.CharField(max_length=20, blank=True)
+    last_requested_by = models.CharField(
+        max_length=150, blank=True, help_text="The user who ran it from the admin, if one did."
+    )
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_status = models.CharField(
         max_length=20, blank=True, help_text="ok, failed or tampering; error for a crash."
