@@ -21,11 +21,11 @@ class Trigger(enum.StrEnum):
     ``send_task``) is recorded as ``task``, never as a scheduled run.
     """
 
-    ADMIN = "admin"
     BEAT = "beat"
     MANUAL = "manual"
     MANUAL_ENQUEUE = "manual-enqueue"
     TASK = "task"
+    ADMIN = "admin"
 
 
 class OperationStatus(enum.StrEnum):
