@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -8,3 +9,9 @@ class BackofficeConfig(AppConfig):
 
     name = "backoffice"
     verbose_name = _("Back office")
+
+    def ready(self) -> None:
+        from backoffice.roles import roles_sync_after_migrate
+
+        # After every migrate, and after a test database's flush (backoffice/roles.py).
+        post_migrate.connect(roles_sync_after_migrate, sender=self, dispatch_uid="roles_sync")

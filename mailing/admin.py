@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus, OutboxSweep, SmtpConfiguration
@@ -45,25 +46,49 @@ class DeliveryFilter(admin.SimpleListFilter):
         }.get(self.value(), queryset)
 
 
+# Only administrators read what the messages say (reports, alerts, agents' notices); every
+# role that looks after mail sees who, what subject and how delivery went.
+EMAIL_CONTENT_FIELDS = ("body_text", "body_html", "attachments")
+EMAIL_CONTENT_PERMISSION = "mailing.view_email_content"
+
+
+def _local_time(moment) -> str:
+    return "" if moment is None else f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
 @admin.register(EmailMessage)
 class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Fits 1366 px: the status first; purpose and "about" are filters and on the page.
     list_display = (
-        "created_at",
-        "purpose",
-        "about",
+        "status",
+        "created",
         "subject",
         "recipient_list",
-        "status",
         "attempts",
         "delivery",
-        "sent_at",
+        "sent",
     )
+    list_display_links = ("created", "subject")
     list_filter = (DeliveryFilter, "status", "purpose")
     search_fields = ("recipients", "subject", "purpose", "about", "message_id")
     date_hierarchy = "created_at"
     inlines = [EmailAttemptInline]
 
     actions = ["retry_delivery"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm(EMAIL_CONTENT_PERMISSION):
+            return fields
+        return [name for name in fields if name not in EMAIL_CONTENT_FIELDS]
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, email: EmailMessage) -> str:
+        return _local_time(email.created_at)
+
+    @admin.display(description=_("sent"), ordering="sent_at")
+    def sent(self, email: EmailMessage) -> str:
+        return _local_time(email.sent_at)
 
     @admin.display(description="recipients")
     def recipient_list(self, email: EmailMessage) -> str:
@@ -72,11 +97,11 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="next")
     def delivery(self, email: EmailMessage) -> str:
         if email.status == EmailStatus.SENDING:
-            return f"being sent since {timezone.localtime(email.claimed_at):%Y-%m-%d %H:%M}"
+            return f"being sent since {_local_time(email.claimed_at)}"
         if email.gave_up:
             return f"gave up after {email.attempts} attempt(s)"
         if email.status == EmailStatus.FAILED:
-            return f"retry at {timezone.localtime(email.next_attempt_at):%Y-%m-%d %H:%M}"
+            return f"retry at {_local_time(email.next_attempt_at)}"
         return ""
 
     def has_change_permission(self, request, obj=None) -> bool:

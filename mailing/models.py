@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.mail import make_msgid
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from project.singleton import SingletonModel
 
@@ -80,6 +81,9 @@ class EmailMessage(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The log (who, what subject, how delivery went) is for every role that looks after
+        # mail; what the messages say (reports, alerts, agents' notices) for administrators.
+        permissions = [("view_email_content", _("Can read email bodies and attachments"))]
         indexes = [
             models.Index(fields=["subject_type", "subject_id"]),
             # The sweeper and the backlog read only what is not sent yet: a small index.

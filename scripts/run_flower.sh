@@ -8,5 +8,7 @@ if [ -z "${FLOWER_BASIC_AUTH:-}" ] || ! printf '%s' "$FLOWER_BASIC_AUTH" | grep 
     exit 2
 fi
 export FLOWER_BASIC_AUTH
-exec celery -A project flower --address="${FLOWER_ADDRESS:-0.0.0.0}" --port="${FLOWER_PORT:-5555}" \
+# This machine only unless told otherwise: compose sets 0.0.0.0 inside its container and
+# publishes the port on the host's 127.0.0.1 alone.
+exec celery -A project flower --address="${FLOWER_ADDRESS:-127.0.0.1}" --port="${FLOWER_PORT:-5555}" \
     --persistent=False

@@ -8,6 +8,7 @@ failure to write them never fails the work they describe.
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class JobHealth(models.Model):
@@ -26,6 +27,11 @@ class JobHealth(models.Model):
     )
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_trigger = models.CharField(max_length=20, blank=True)
+    last_requested_by = models.CharField(
+        max_length=150,
+        blank=True,
+        help_text=_("The user who ran it from the admin, if one did."),
+    )
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_status = models.CharField(
         max_length=20, blank=True, help_text="ok, failed or tampering; error for a crash."

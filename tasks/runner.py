@@ -10,7 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
 from tasks.health.services import job_run_crashed, job_run_finished, job_run_started
-from tasks.inputs import InvalidInput
+from tasks.inputs import InvalidInput, text_option
 from tasks.locking import OperationAlreadyRunning, operation_lock
 from tasks.results import AlreadyRunning, Trigger, result_json
 
@@ -63,8 +63,32 @@ def trigger_parse(value: Any) -> Trigger:
         raise InvalidInput(f"trigger must be one of {choices} (got {value!r:.40}).") from None
 
 
+# As long as a username (django.contrib.auth's AbstractUser).
+REQUESTED_BY_MAX_LENGTH = 150
+
+
+def requested_by_parse(value: Any, *, trigger: Trigger) -> str:
+    """Who asked for an admin run: required with trigger "admin", refused with any other
+    (a run from beat or the command line names no user, and must not pose as one)."""
+    if trigger is not Trigger.ADMIN:
+        if value is not None:
+            raise InvalidInput(
+                f"requested_by is only given with trigger {Trigger.ADMIN.value!r} "
+                f"(got trigger {trigger.value!r})."
+            )
+        return ""
+    username = text_option(value, option="requested_by", max_length=REQUESTED_BY_MAX_LENGTH)
+    if not username.strip():
+        raise InvalidInput("requested_by must name the user who asked for the run.")
+    return username
+
+
 def operation_execute(
-    operation: Operation[OptionsT, ResultT], *, options: OptionsT, trigger: Trigger
+    operation: Operation[OptionsT, ResultT],
+    *,
+    options: OptionsT,
+    trigger: Trigger,
+    requested_by: str = "",
 ) -> ResultT | AlreadyRunning:
     """Run under the operation's lock. A second concurrent run returns at once."""
     if not operation.takes_lock(options):
@@ -72,18 +96,24 @@ def operation_execute(
         return operation.run(options=options, trigger=trigger)
     try:
         with operation_lock(operation.name):
-            return _run_recording_health(operation, options=options, trigger=trigger)
+            return _run_recording_health(
+                operation, options=options, trigger=trigger, requested_by=requested_by
+            )
     except OperationAlreadyRunning:
         logger.warning("%s is already running; %s run skipped", operation.name, trigger)
         return AlreadyRunning(operation=operation.name, trigger=trigger)
 
 
 def _run_recording_health(
-    operation: Operation[OptionsT, ResultT], *, options: OptionsT, trigger: Trigger
+    operation: Operation[OptionsT, ResultT],
+    *,
+    options: OptionsT,
+    trigger: Trigger,
+    requested_by: str,
 ) -> ResultT:
     """The run between its start and its outcome in the operation's job health, which the
     watchdog and /health/ready/ read (tasks/health/)."""
-    clock = job_run_started(name=operation.name, trigger=trigger)
+    clock = job_run_started(name=operation.name, trigger=trigger, requested_by=requested_by)
     try:
         result = operation.run(options=options, trigger=trigger)
     except BaseException as error:
@@ -93,12 +123,18 @@ def _run_recording_health(
     return result
 
 
-def operation_task_body(operation: Operation, /, *, trigger: Any, **arguments: Any) -> Any:
+def operation_task_body(
+    operation: Operation, /, *, trigger: Any, requested_by: Any = None, **arguments: Any
+) -> Any:
     """The body of an operation's Celery task: bad arguments fail the task with one
     clear error before anything is written; the result leaves as JSON."""
     options = operation.parse(**arguments)
+    checked_trigger = trigger_parse(trigger)
+    requester = requested_by_parse(requested_by, trigger=checked_trigger)
     try:
-        result = operation_execute(operation, options=options, trigger=trigger_parse(trigger))
+        result = operation_execute(
+            operation, options=options, trigger=checked_trigger, requested_by=requester
+        )
     except SoftTimeLimitExceeded as error:
         # A FAILURE in Flower and the results, with the reason in one sentence.
         raise OperationStopped(

@@ -15,6 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
+from tasks.inputs import InvalidInput, quoted
+from tasks.results import Trigger
+
 logger = logging.getLogger(__name__)
 
 HOUR = 60 * 60
@@ -36,6 +39,9 @@ class ScheduleSpec:
     # catches it up (tasks/watchdog.py). None: the watchdog does not track this schedule
     # by its operation's runs.
     overdue_grace_seconds: int | None = None
+    # The operations' tasks record who ran them by hand (requested_by, in their job
+    # health); the outbox's sweeper records only its trigger.
+    records_requester: bool = True
 
 
 # The guide's recommended times, read in settings.TIME_ZONE.
@@ -120,8 +126,29 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         hour="*",
         kwargs={"trigger": "beat"},
         expire_seconds=50,
+        records_requester=False,
     ),
 )
+
+
+def run_by_hand_kwargs(*, task: str, kwargs: Any, requested_by: str) -> dict[str, Any]:
+    """The arguments of a schedule run by hand from the admin: the row's own, recorded as
+    triggered from the admin by ``requested_by``, never as beat. Only the registry's tasks
+    know these arguments; any other task is refused (InvalidInput), nothing sent."""
+    spec = next((spec for spec in SCHEDULES if spec.task == task), None)
+    if spec is None:
+        raise InvalidInput(
+            f"{quoted(task)} is not one of the scheduled operations, so a run by hand could "
+            "not record who asked for it."
+        )
+    if not isinstance(kwargs, dict):
+        raise InvalidInput(
+            f"The schedule's keyword arguments must be an object, not {quoted(kwargs)}."
+        )
+    extra: dict[str, Any] = {"trigger": Trigger.ADMIN.value}
+    if spec.records_requester:
+        extra["requested_by"] = requested_by
+    return {**kwargs, **extra}
 
 
 @dataclass

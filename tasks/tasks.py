@@ -3,8 +3,9 @@
 Each task takes plain JSON arguments and hands them to its operation (tasks/operations/),
 which checks them, runs under the operation's lock and returns a typed result; the task
 returns that result as JSON. The management commands run the same operations in-process,
-or enqueue these tasks. Beat's schedules pass trigger="beat"; a task sent without one is
-recorded as "task".
+or enqueue these tasks. Beat's schedules pass trigger="beat"; the schedules' admin passes
+trigger="admin" and requested_by (the username); a task sent without one is recorded as
+"task".
 """
 
 from typing import Any
@@ -46,11 +47,18 @@ OPERATION_TASK_OPTIONS: dict[str, Any] = {
 
 @shared_task(name="tasks.close_expired_sessions", **OPERATION_TASK_OPTIONS)
 def close_expired_sessions(
-    self, *, dry_run: bool = False, force: bool = False, trigger: str = "task", **unknown: Any
+    self,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    trigger: str = "task",
+    requested_by: str | None = None,
+    **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         close_expired_sessions_operation.OPERATION,
         trigger=trigger,
+        requested_by=requested_by,
         dry_run=dry_run,
         force=force,
         **unknown,  # refused by the operation's options_parse in one sentence
@@ -67,11 +75,13 @@ def generate_commission_report(
     dry_run: bool = False,
     resend: bool = False,
     trigger: str = "task",
+    requested_by: str | None = None,
     **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         generate_commission_report_operation.OPERATION,
         trigger=trigger,
+        requested_by=requested_by,
         year=year,
         month=month,
         email=email,
@@ -91,12 +101,14 @@ def verify_audit_trail(
     alert_on_tampering: bool = False,
     email: str | None = None,
     trigger: str = "task",
+    requested_by: str | None = None,
     **unknown: Any,
 ) -> dict[str, Any]:
     return _failing_on_tampering(
         operation_task_body(
             verify_audit_trail_operation.OPERATION,
             trigger=trigger,
+            requested_by=requested_by,
             start_date=start_date,
             end_date=end_date,
             full=full,
@@ -109,12 +121,18 @@ def verify_audit_trail(
 
 @shared_task(name="tasks.audit_checkpoint", **OPERATION_TASK_OPTIONS)
 def audit_checkpoint(
-    self, *, alert_on_tampering: bool = False, trigger: str = "task", **unknown: Any
+    self,
+    *,
+    alert_on_tampering: bool = False,
+    trigger: str = "task",
+    requested_by: str | None = None,
+    **unknown: Any,
 ) -> dict[str, Any]:
     return _failing_on_tampering(
         operation_task_body(
             audit_checkpoint_operation.OPERATION,
             trigger=trigger,
+            requested_by=requested_by,
             alert_on_tampering=alert_on_tampering,
             **unknown,
         )
@@ -144,11 +162,13 @@ def reconciliation_reminder(
     dry_run: bool = False,
     email_admins: bool = False,
     trigger: str = "task",
+    requested_by: str | None = None,
     **unknown: Any,
 ) -> dict[str, Any]:
     return operation_task_body(
         reconciliation_reminder_operation.OPERATION,
         trigger=trigger,
+        requested_by=requested_by,
         days=days,
         dry_run=dry_run,
         email_admins=email_admins,

@@ -162,6 +162,9 @@ def test_flower_listens_on_5555_and_compose_refuses_to_start_without_credentials
         r"\$\{FLOWER_BASIC_AUTH:\?[^}]+\}", flower["environment"]["FLOWER_BASIC_AUTH"]
     )
     assert command_words(flower)[-1] == "scripts/run_flower.sh"
+    # Inside its container on every interface, so that the port published on the host's
+    # loopback reaches it; nothing else publishes it.
+    assert flower["environment"]["FLOWER_ADDRESS"] == "0.0.0.0"  # noqa: S104
     assert re.search(r"^COPY scripts\b", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 
 
@@ -282,7 +285,9 @@ def test_procfile_runs_web_worker_one_beat_and_flower():
     assert "scripts/run_flower.sh" in entries["flower"]
 
 
-def run_flower(tmp_path: Path, auth: str | None) -> tuple[subprocess.CompletedProcess, Path]:
+def run_flower(
+    tmp_path: Path, auth: str | None, **environment: str
+) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the script with a stand-in ``celery`` first on PATH that records its arguments,
     then the FLOWER_BASIC_AUTH it was given, on the last line."""
     bin_dir = tmp_path / "bin"
@@ -294,6 +299,7 @@ def run_flower(tmp_path: Path, auth: str | None) -> tuple[subprocess.CompletedPr
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     if auth is not None:
         env["FLOWER_BASIC_AUTH"] = auth
+    env.update(environment)
     result = subprocess.run(  # noqa: S603
         ["/bin/sh", "scripts/run_flower.sh"],
         cwd=ROOT,
@@ -326,6 +332,16 @@ def test_flower_gets_the_credentials_from_its_environment_never_its_command_line
     # `ps` shows every user a command line: no password there. Flower reads the variable.
     assert not [word for word in arguments if "basic-auth" in word or "s3cret" in word]
     assert environment == "env:ops:s3cret"
+
+
+def test_flower_listens_on_this_machine_only_unless_told_otherwise(tmp_path):
+    (tmp_path / "default").mkdir()
+    _, ran = run_flower(tmp_path / "default", "ops:s3cret")
+    assert "--address=127.0.0.1" in ran.read_text().splitlines()
+
+    (tmp_path / "compose").mkdir()
+    _, ran = run_flower(tmp_path / "compose", "ops:s3cret", FLOWER_ADDRESS="0.0.0.0")  # noqa: S104
+    assert "--address=0.0.0.0" in ran.read_text().splitlines()
 
 
 def test_the_image_copies_every_first_party_app():

@@ -45,7 +45,7 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def job_run_started(*, name: str, trigger: Trigger) -> RunClock:
+def job_run_started(*, name: str, trigger: Trigger, requested_by: str = "") -> RunClock:
     clock = RunClock(
         name=name, trigger=trigger, started_at=timezone.now(), started=time.monotonic()
     )
@@ -53,6 +53,8 @@ def job_run_started(*, name: str, trigger: Trigger) -> RunClock:
         name,
         last_started_at=clock.started_at,
         last_trigger=trigger.value,
+        # The user behind an admin run; empty for beat, the command line and the API.
+        last_requested_by=requested_by,
         # The previous outcome stays readable until this run ends; "running" is derived
         # from started > finished.
     )

@@ -1,0 +1,70 @@
+"""Beat's schedules in the admin, with running one by hand as a power of its own."""
+
+# Imported first so that beat's own admin is registered before we replace it (backoffice
+# comes first in INSTALLED_APPS, so autodiscovery would reach beat's admin after ours).
+import django_celery_beat.admin as beat_admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+from django_celery_beat.models import PeriodicTask
+
+from backoffice.services import schedule_run_request
+from tasks.inputs import InvalidInput
+
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class ScheduleAdmin(beat_admin.PeriodicTaskAdmin):
+    """Beat's admin, except that its actions need permissions: changing schedules for
+    enabling and disabling them, ``backoffice.run_schedule`` for running one now (a run
+    sends real mail and writes real records), and a run is recorded as asked from the
+    admin by that user, never as beat."""
+
+    actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("backoffice.run_schedule")
+
+    @admin.action(description=_("Enable selected tasks"), permissions=["change"])
+    def enable_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().enable_tasks(request, queryset)
+
+    @admin.action(description=_("Disable selected tasks"), permissions=["change"])
+    def disable_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().disable_tasks(request, queryset)
+
+    @admin.action(description=_("Toggle activity of selected tasks"), permissions=["change"])
+    def toggle_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().toggle_tasks(request, queryset)
+
+    @admin.action(description=_("Run selected schedules now"), permissions=["run"])
+    def run_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        queued = []
+        for schedule in queryset.order_by("name"):
+            try:
+                queued.append(schedule_run_request(schedule=schedule, actor=request.user))
+            except InvalidInput as error:
+                # The reason is the operations' own sentence (English, like their commands).
+                self.message_user(
+                    request,
+                    gettext("%(schedule)s was not queued: %(reason)s")
+                    % {"schedule": schedule.name, "reason": error},
+                    messages.ERROR,
+                )
+        if queued:
+            names = ", ".join(run.schedule for run in queued)
+            self.message_user(
+                request,
+                ngettext(
+                    "Queued %(count)d run (%(names)s): a worker starts it shortly; its "
+                    "outcome shows in job health.",
+                    "Queued %(count)d runs (%(names)s): a worker starts them shortly; their "
+                    "outcomes show in job health.",
+                    len(queued),
+                )
+                % {"count": len(queued), "names": names},
+                messages.SUCCESS,
+            )

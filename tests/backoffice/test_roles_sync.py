@@ -1,0 +1,46 @@
+"""The groups follow backoffice/roles.py after every migrate: created when missing (a test
+database flushed by a transactional test gets them back), completed when a permission is
+missing, and never stripped of what a superuser added."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.management.sql import emit_post_migrate_signal
+
+from backoffice.roles import ROLES, roles_sync
+
+pytestmark = pytest.mark.django_db
+
+
+def codenames(group_name: str) -> set[tuple[str, str]]:
+    return set(
+        Group.objects.get(name=group_name).permissions.values_list(
+            "content_type__app_label", "codename"
+        )
+    )
+
+
+def test_every_migrate_gives_each_group_exactly_its_role():
+    for name, wanted in ROLES.items():
+        assert codenames(name) == set(wanted)
+
+
+def test_after_a_flush_post_migrate_brings_the_groups_back():
+    Group.objects.all().delete()
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+    assert set(Group.objects.values_list("name", flat=True)) == set(ROLES)
+    assert codenames("Auditors") == set(ROLES["Auditors"])
+
+
+def test_a_sync_adds_what_is_missing_and_keeps_what_a_superuser_added():
+    supervisors = Group.objects.get(name="Supervisors")
+    supervisors.permissions.remove(Permission.objects.get(codename="change_cashsession"))
+    extra = Permission.objects.get(codename="view_dailycounter")
+    supervisors.permissions.add(extra)
+
+    roles_sync()
+    roles_sync()
+
+    assert codenames("Supervisors") == set(ROLES["Supervisors"]) | {
+        ("payments", "view_dailycounter")
+    }
+    assert Group.objects.filter(name="Supervisors").count() == 1
