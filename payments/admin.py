@@ -1,11 +1,18 @@
+import datetime as dt
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from payments.errors import PaymentsError
 from payments.models import (
@@ -16,8 +23,10 @@ from payments.models import (
     DailyCounter,
     Notification,
     ReconciliationReminder,
+    SessionStatus,
     SystemConfiguration,
 )
+from payments.money import format_money
 from payments.services import (
     agent_save,
     commissions_mark_paid,
@@ -33,12 +42,14 @@ class ReconcileForm(forms.Form):
         decimal_places=2,
         min_value=0,
         required=False,
-        help_text="Required when the session was closed without a count.",
+        label=_("Counted cash"),
+        help_text=_("Required when the session was closed without a count."),
     )
     notes = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text="Required when the discrepancy exceeds the tolerance.",
+        label=_("Notes"),
+        help_text=_("Required when the discrepancy exceeds the tolerance."),
     )
 
     def __init__(self, *args, session: CashSession, **kwargs) -> None:
@@ -133,38 +144,148 @@ class CashTransactionInline(admin.TabularInline):
         return False
 
 
+def _configuration(request: HttpRequest) -> SystemConfiguration:
+    """The configuration, read once per request: the admin object outlives requests, so the
+    request carries it for the columns, the filter and the ordering."""
+    if not hasattr(request, "_cash_configuration"):
+        request._cash_configuration = SystemConfiguration.load()
+    return request._cash_configuration
+
+
+def _with_configuration(queryset: QuerySet, request: HttpRequest) -> QuerySet:
+    # A list column sees only its row: the currency and tolerance ride on every row as
+    # constants, so no column reads the configuration again.
+    config = _configuration(request)
+    return queryset.annotate(
+        shown_currency=Value(config.currency_code),
+        shown_tolerance=Value(config.reconciliation_tolerance),
+    )
+
+
+def _money_cell(amount, obj) -> str:
+    return format_money(amount, currency=obj.shown_currency)
+
+
+def _moment(moment) -> str:
+    # Short local date and time: Django's long format pushes the amounts off a laptop screen.
+    if moment is None:
+        return "-"
+    return formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    """The sessions someone must act on; the dashboard links to each value."""
+
+    title = _("needs attention")
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("to_reconcile", _("to reconcile")),
+            ("past_timeout", _("open past the timeout")),
+            ("not_counted", _("closed without a count")),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "to_reconcile":
+            return queryset.filter(status=SessionStatus.CLOSED)
+        if value == "past_timeout":
+            hours = _configuration(request).session_timeout_hours
+            cutoff = timezone.now() - dt.timedelta(hours=hours)
+            return queryset.filter(status=SessionStatus.OPEN, opened_at__lte=cutoff)
+        if value == "not_counted":
+            return queryset.filter(status=SessionStatus.CLOSED, counted_balance__isnull=True)
+        if value is not None:
+            # The admin's "invalid filter" page, rather than every session as if unfiltered.
+            raise IncorrectLookupParameters(value)
+        return queryset
+
+
+# The oldest waiting session is the first one to act on.
+OLDEST_FIRST = {"to_reconcile": ("closed_at", "pk"), "past_timeout": ("opened_at", "pk")}
+
+
 @admin.register(CashSession)
 class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+    # What an operator scans, at 1366 px: the opening float and the timestamps of the
+    # closing are on the session's page.
     list_display = (
         "number",
         "agent",
-        "status",
-        "opened_at",
-        "closed_at",
-        "opening_balance",
-        "expected_balance",
+        "status_shown",
+        "opened",
+        "closed",
+        "expected",
         "counted",
-        "discrepancy_display",
-        "auto_closed",
+        "discrepancy_shown",
     )
-    list_filter = ("status", "auto_closed", "opened_at", "closed_at", "agent")
+    list_filter = (AttentionFilter, "status", "auto_closed")
     search_fields = ("number", "agent__code", "agent__full_name")
     date_hierarchy = "opened_at"
     list_select_related = ("agent",)
     inlines = [CashTransactionInline]
     actions = ["reconcile_sessions"]
+    change_form_template = "admin/payments/cashsession/change_form.html"
 
-    @admin.display(description="counted")
+    class Media:
+        css = {"all": ["payments/admin/lists.css"]}
+
+    def get_queryset(self, request):
+        return _with_configuration(super().get_queryset(request), request)
+
+    def get_ordering(self, request):
+        return OLDEST_FIRST.get(request.GET.get("attention"), super().get_ordering(request))
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_shown(self, session: CashSession) -> str:
+        if session.auto_closed:
+            return format_html(
+                '{} <span class="session-auto-closed">({})</span>',
+                session.get_status_display(),
+                gettext("closed automatically"),
+            )
+        return session.get_status_display()
+
+    @admin.display(description=_("opened"), ordering="opened_at")
+    def opened(self, session: CashSession) -> str:
+        return _moment(session.opened_at)
+
+    @admin.display(description=_("closed"), ordering="closed_at")
+    def closed(self, session: CashSession) -> str:
+        return _moment(session.closed_at)
+
+    @admin.display(description=_("expected"), ordering="expected_balance")
+    def expected(self, session: CashSession) -> str:
+        return _money_cell(session.expected_balance, session)
+
+    @admin.display(description=_("counted"), ordering="counted_balance")
     def counted(self, session: CashSession) -> str:
-        return "not counted" if session.counted_balance is None else str(session.counted_balance)
+        if session.status != SessionStatus.OPEN and session.counted_balance is None:
+            return format_html('<span class="not-counted">{}</span>', gettext("not counted"))
+        return _money_cell(session.counted_balance, session)
 
-    @admin.display(description="discrepancy")
-    def discrepancy_display(self, session: CashSession) -> str:
-        if session.status == "open":
+    @admin.display(description=_("discrepancy"), ordering="discrepancy")
+    def discrepancy_shown(self, session: CashSession) -> str:
+        if session.status == SessionStatus.OPEN:
             return "-"
-        return "not counted" if session.discrepancy is None else str(session.discrepancy)
+        if session.discrepancy is None:
+            # Never a zero: nobody knows what was in the drawer.
+            return format_html('<span class="not-counted">{}</span>', gettext("not counted"))
+        amount = _money_cell(session.discrepancy, session)
+        # The tolerance is symmetric: within it either way is plain, beyond it a shortfall
+        # is red (cash is missing) and a surplus amber (to explain, nothing lost).
+        if abs(session.discrepancy) <= session.shown_tolerance:
+            return amount
+        if session.discrepancy < 0:
+            return format_html(
+                '<span class="discrepancy-short" title="{}">{}</span>', gettext("short"), amount
+            )
+        return format_html(
+            '<span class="discrepancy-over" title="{}">{}</span>', gettext("over"), amount
+        )
 
-    @admin.action(description="Reconcile selected counted sessions", permissions=["change"])
+    @admin.action(description=_("Reconcile selected counted sessions"), permissions=["change"])
     def reconcile_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
         done = 0
         for session in queryset:
@@ -174,11 +295,17 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
             except PaymentsError as error:
                 self.message_user(
                     request,
-                    f"{error} Open the session and use Reconcile to enter it.",
+                    gettext("%(error)s Open the session and use Reconcile to enter it.")
+                    % {"error": error},
                     messages.WARNING,
                 )
         if done:
-            self.message_user(request, f"Reconciled {done} session(s).", messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("Reconciled %(count)s session.", "Reconciled %(count)s sessions.", done)
+                % {"count": done},
+                messages.SUCCESS,
+            )
 
     def get_urls(self):
         return [
@@ -208,14 +335,16 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
                 form.add_error(None, str(error))
             else:
                 self.message_user(
-                    request, f"Session {session.number} reconciled.", messages.SUCCESS
+                    request,
+                    gettext("Session %(number)s reconciled.") % {"number": session.number},
+                    messages.SUCCESS,
                 )
                 return HttpResponseRedirect(
                     reverse("admin:payments_cashsession_change", args=[session.pk])
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Reconcile session {session.number}",
+            "title": gettext("Reconcile session %(number)s") % {"number": session.number},
             "session": session,
             "form": form,
             "opts": self.model._meta,
@@ -226,19 +355,34 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
 
 @admin.register(CashTransaction)
 class CashTransactionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+    # Tendered and change are on the payment's page: the list is for finding a receipt.
     list_display = (
         "receipt_number",
-        "created_at",
+        "recorded",
         "agent",
         "session",
         "payer_reference",
-        "tax_amount",
+        "tax_shown",
         "status",
     )
-    list_filter = ("status", "created_at", "agent")
+    list_filter = ("status", "agent")
     search_fields = ("receipt_number", "payer_reference", "session__number", "agent__code")
     date_hierarchy = "created_at"
     list_select_related = ("agent", "session")
+
+    class Media:
+        css = {"all": ["payments/admin/lists.css"]}
+
+    def get_queryset(self, request):
+        return _with_configuration(super().get_queryset(request), request)
+
+    @admin.display(description=_("recorded"), ordering="created_at")
+    def recorded(self, payment: CashTransaction) -> str:
+        return _moment(payment.created_at)
+
+    @admin.display(description=_("tax amount"), ordering="tax_amount")
+    def tax_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.tax_amount, payment)
 
 
 @admin.register(Commission)
@@ -246,20 +390,46 @@ class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     list_display = (
         "cash_transaction",
         "agent",
-        "created_at",
-        "base_amount",
-        "rate",
-        "amount",
+        "earned",
+        "base_shown",
+        "rate_shown",
+        "amount_shown",
         "status",
-        "paid_at",
+        "paid",
     )
-    list_filter = ("status", "created_at", "agent")
+    list_filter = ("status", "agent")
     search_fields = ("cash_transaction__receipt_number", "agent__code", "agent__full_name")
     date_hierarchy = "created_at"
     list_select_related = ("agent", "cash_transaction")
     actions = ["mark_paid"]
 
-    @admin.action(description="Mark selected commissions paid", permissions=["change"])
+    class Media:
+        css = {"all": ["payments/admin/lists.css"]}
+
+    def get_queryset(self, request):
+        return _with_configuration(super().get_queryset(request), request)
+
+    @admin.display(description=_("earned"), ordering="created_at")
+    def earned(self, commission: Commission) -> str:
+        return _moment(commission.created_at)
+
+    @admin.display(description=_("payment amount"), ordering="base_amount")
+    def base_shown(self, commission: Commission) -> str:
+        return _money_cell(commission.base_amount, commission)
+
+    @admin.display(description=_("rate"), ordering="rate")
+    def rate_shown(self, commission: Commission) -> str:
+        return f"{formats.number_format(commission.rate, decimal_pos=2, use_l10n=True)} %"
+
+    @admin.display(description=_("commission"), ordering="amount")
+    def amount_shown(self, commission: Commission) -> str:
+        return _money_cell(commission.amount, commission)
+
+    @admin.display(description=_("paid"), ordering="paid_at")
+    def paid(self, commission: Commission) -> str:
+        return _moment(commission.paid_at)
+
+    @admin.action(description=_("Mark selected commissions paid"), permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
             # The whole selection: a cancelled one refuses the batch with a clear message.
@@ -267,7 +437,12 @@ class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
         except PaymentsError as error:
             self.message_user(request, str(error), messages.ERROR)
             return
-        self.message_user(request, f"Marked {paid} commission(s) paid.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Marked %(count)s commission paid.", "Marked %(count)s commissions paid.", paid)
+            % {"count": paid},
+            messages.SUCCESS,
+        )
 
 
 # Reminders and notifications are written by operations only; the admin just shows them.
@@ -290,7 +465,7 @@ class ReconciliationReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "day"
     list_select_related = ("agent",)
 
-    @admin.display(description="sessions")
+    @admin.display(description=_("sessions"))
     def session_count(self, reminder: ReconciliationReminder) -> int:
         return len(reminder.session_numbers)
 
