@@ -439,7 +439,9 @@ class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
             return
         self.message_user(
             request,
-            ngettext("Marked %(count)s commission paid.", "Marked %(count)s commissions paid.", paid)
+            ngettext(
+                "Marked %(count)s commission paid.", "Marked %(count)s commissions paid.", paid
+            )
             % {"count": paid},
             messages.SUCCESS,
         )
