@@ -3,6 +3,7 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Value
 from django.http import HttpRequest, HttpResponseRedirect
@@ -124,26 +125,6 @@ class AgentAdmin(admin.ModelAdmin):
         )
 
 
-class CashTransactionInline(admin.TabularInline):
-    model = CashTransaction
-    fields = (
-        "receipt_number",
-        "created_at",
-        "payer_reference",
-        "tax_amount",
-        "amount_tendered",
-        "change_given",
-        "status",
-    )
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 def _configuration(request: HttpRequest) -> SystemConfiguration:
     """The configuration, read once per request: the admin object outlives requests, so the
     request carries it for the columns, the filter and the ordering."""
@@ -171,6 +152,45 @@ def _moment(moment) -> str:
     if moment is None:
         return "-"
     return formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+
+
+class CashTransactionInline(admin.TabularInline):
+    model = CashTransaction
+    fields = (
+        "receipt_number",
+        "recorded",
+        "payer_reference",
+        "tax_shown",
+        "tendered_shown",
+        "change_shown",
+        "status",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return _with_configuration(super().get_queryset(request), request)
+
+    @admin.display(description=_("recorded"))
+    def recorded(self, payment: CashTransaction) -> str:
+        return _moment(payment.created_at)
+
+    @admin.display(description=_("tax amount"))
+    def tax_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.tax_amount, payment)
+
+    @admin.display(description=_("amount tendered"))
+    def tendered_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.amount_tendered, payment)
+
+    @admin.display(description=_("change given"))
+    def change_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.change_given, payment)
 
 
 class AttentionFilter(admin.SimpleListFilter):
@@ -226,7 +246,31 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     list_select_related = ("agent",)
     inlines = [CashTransactionInline]
     actions = ["reconcile_sessions"]
-    change_form_template = "admin/payments/cashsession/change_form.html"
+    # The session's page: amounts formatted like the list, grouped by the session's life.
+    fieldsets = (
+        (None, {"fields": ("number", "agent", "status_shown", "opened", "opening_shown")}),
+        (
+            _("Closing"),
+            {
+                "fields": (
+                    "closed",
+                    "closed_by",
+                    "expected",
+                    "counted",
+                    "discrepancy_shown",
+                    "closing_notes",
+                    "expiry_notified_at",
+                )
+            },
+        ),
+        (
+            _("Reconciliation"),
+            {"fields": ("reconciled_at", "reconciled_by", "reconciliation_notes")},
+        ),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return flatten_fieldsets(self.fieldsets)
 
     class Media:
         css = {"all": ["payments/admin/lists.css"]}
@@ -250,6 +294,10 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("opened"), ordering="opened_at")
     def opened(self, session: CashSession) -> str:
         return _moment(session.opened_at)
+
+    @admin.display(description=_("opening float"))
+    def opening_shown(self, session: CashSession) -> str:
+        return _money_cell(session.opening_balance, session)
 
     @admin.display(description=_("closed"), ordering="closed_at")
     def closed(self, session: CashSession) -> str:

@@ -206,3 +206,35 @@ def test_a_session_page_offers_back_to_the_list_not_close(admin_client):
     assert 'class="closelink">Back to the list</a>' in english
     assert ">Close</a>" not in english
     assert 'class="closelink">Retour à la liste</a>' in french
+
+
+def test_a_session_page_shows_its_amounts_formatted_and_its_payments(admin_client):
+    session = CashSessionFactory(
+        uncounted=True, opening_balance=Decimal("25000.00"), expected_balance=Decimal("1075500.00")
+    )
+    url = reverse("admin:payments_cashsession_change", args=[session.pk])
+
+    english = admin_client.get(url).content.decode()
+    french = admin_client.get(url, headers={"accept-language": "fr"}).content.decode()
+
+    assert "1,075,500.00 MGA" in english
+    assert "25,000.00 MGA" in english
+    assert "1075500.00" not in english
+    assert "closed automatically" in english
+    assert "not counted" in english
+    assert re.search(r"1\s075\s500,00 MGA", french)
+    assert "Fond de caisse" in french or "fond de caisse" in french
+    assert "Rapprochement" in french
+
+
+def test_the_reconcile_page_reads_in_french(admin_client):
+    session = CashSessionFactory(uncounted=True, expected_balance=Decimal("1500.00"))
+    url = reverse("admin:payments_cashsession_reconcile", args=[session.pk])
+
+    french = admin_client.get(url, headers={"accept-language": "fr"}).content.decode()
+
+    assert 'value="Rapprocher"' in french
+    assert "Tolérance" in french
+    assert "non compté" in french
+    assert re.search(r"1\s500,00 MGA", french)
+    assert "Obligatoire quand la session a été clôturée sans comptage." in french
