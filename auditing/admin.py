@@ -34,7 +34,7 @@ from auditing.services import (
     InvalidAcknowledgement,
     checkpoint_finding_acknowledge,
 )
-from project.admin_mixins import ReadOnlyAdminMixin
+from project.admin_mixins import ReadOnlyAdminMixin, WideListMixin
 
 # The run page shows this many findings; the findings list and the CSV hold them all.
 FINDINGS_SHOWN = 200
@@ -146,7 +146,7 @@ class FlaggedFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEntryAdmin(WideListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the chain is append-only."""
 
     list_display = (

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Value
 from django.http import HttpRequest, HttpResponseRedirect
@@ -34,7 +35,7 @@ from payments.services import (
     configuration_update,
     session_reconcile,
 )
-from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
+from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin, WideListMixin
 
 
 class ReconcileForm(forms.Form):
@@ -147,6 +148,11 @@ def _money_cell(amount, obj) -> str:
     return format_money(amount, currency=obj.shown_currency)
 
 
+def _agent_cell(agent: Agent) -> str:
+    # The code on one line and the name under it: a column as narrow as the name's words.
+    return format_html('{}<br><span class="agent-name">{}</span>', agent.code, agent.full_name)
+
+
 def _moment(moment) -> str:
     # Short local date and time: Django's long format pushes the amounts off a laptop screen.
     if moment is None:
@@ -226,13 +232,20 @@ class AttentionFilter(admin.SimpleListFilter):
 OLDEST_FIRST = {"to_reconcile": ("closed_at", "pk"), "past_timeout": ("opened_at", "pk")}
 
 
+class SessionChangeList(ChangeList):
+    def _get_default_ordering(self):
+        # Here rather than in ModelAdmin.get_ordering: Django marks the sorted column from
+        # this default only, and the arrow must sit on the column really sorted.
+        return OLDEST_FIRST.get(self.params.get("attention")) or super()._get_default_ordering()
+
+
 @admin.register(CashSession)
-class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin):
     # What an operator scans, at 1366 px: the opening float and the timestamps of the
     # closing are on the session's page.
     list_display = (
         "number",
-        "agent",
+        "agent_shown",
         "status_shown",
         "opened",
         "closed",
@@ -278,14 +291,18 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return _with_configuration(super().get_queryset(request), request)
 
-    def get_ordering(self, request):
-        return OLDEST_FIRST.get(request.GET.get("attention"), super().get_ordering(request))
+    @admin.display(description=_("agent"), ordering="agent__code")
+    def agent_shown(self, obj: CashSession) -> str:
+        return _agent_cell(obj.agent)
+
+    def get_changelist(self, request, **kwargs):
+        return SessionChangeList
 
     @admin.display(description=_("status"), ordering="status")
     def status_shown(self, session: CashSession) -> str:
         if session.auto_closed:
             return format_html(
-                '{} <span class="session-auto-closed">({})</span>',
+                '{}<br><span class="session-auto-closed">{}</span>',
                 session.get_status_display(),
                 gettext("closed automatically"),
             )
@@ -402,12 +419,12 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CashTransaction)
-class CashTransactionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+class CashTransactionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin):
     # Tendered and change are on the payment's page: the list is for finding a receipt.
     list_display = (
         "receipt_number",
         "recorded",
-        "agent",
+        "agent_shown",
         "session",
         "payer_reference",
         "tax_shown",
@@ -424,6 +441,10 @@ class CashTransactionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return _with_configuration(super().get_queryset(request), request)
 
+    @admin.display(description=_("agent"), ordering="agent__code")
+    def agent_shown(self, obj: CashTransaction) -> str:
+        return _agent_cell(obj.agent)
+
     @admin.display(description=_("recorded"), ordering="created_at")
     def recorded(self, payment: CashTransaction) -> str:
         return _moment(payment.created_at)
@@ -434,10 +455,10 @@ class CashTransactionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Commission)
-class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
+class CommissionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin):
     list_display = (
         "cash_transaction",
-        "agent",
+        "agent_shown",
         "earned",
         "base_shown",
         "rate_shown",
@@ -456,6 +477,10 @@ class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return _with_configuration(super().get_queryset(request), request)
+
+    @admin.display(description=_("agent"), ordering="agent__code")
+    def agent_shown(self, obj: Commission) -> str:
+        return _agent_cell(obj.agent)
 
     @admin.display(description=_("earned"), ordering="created_at")
     def earned(self, commission: Commission) -> str:

@@ -8,7 +8,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext_lazy as _
 
 from payments.money import format_money
-from project.admin_mixins import ReadOnlyAdminMixin
+from project.admin_mixins import ReadOnlyAdminMixin, WideListMixin
 from reporting.exports import commission_report_csv_download, commission_report_xlsx
 from reporting.figures import LINE_AMOUNTS
 from reporting.models import CommissionReport, CommissionReportDelivery
@@ -30,7 +30,7 @@ class CommissionReportDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(CommissionReport)
-class CommissionReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CommissionReportAdmin(WideListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Counts and amounts by status are on the report's page; the list finds the month.
     list_display = (
         "__str__",
@@ -44,7 +44,15 @@ class CommissionReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("year", "month", "trigger")
     date_hierarchy = "generated_at"
-    fields = ("trigger", "generated_at", "recipients", "duplicate_of")
+    fields = ("trigger", "generated_at", "recipients_shown", "duplicate_of")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    @admin.display(description=_("recipients"))
+    def recipients_shown(self, report: CommissionReport) -> str:
+        return ", ".join(report.recipients) or "-"
+
     inlines = [CommissionReportDeliveryInline]
     change_form_template = "admin/reporting/commissionreport/change_form.html"
 

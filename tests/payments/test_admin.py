@@ -67,7 +67,9 @@ def test_the_session_changelist_shows_balances_and_the_discrepancy(admin_client)
 
     assert response.status_code == 200
     assert cells(response, "number") == ["CS-20261124-0007"]
-    assert cells(response, "agent") == [str(agent)]
+    assert cells(response, "agent_shown") == [
+        f'{agent.code}<br><span class="agent-name">{agent.full_name}</span>'
+    ]
     assert cells(response, "status_shown") == ["Closed"]
     assert cells(response, "expected") == ["6,000.00 MGA"]
     assert cells(response, "counted") == ["5,990.00 MGA"]

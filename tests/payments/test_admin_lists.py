@@ -238,3 +238,25 @@ def test_the_reconcile_page_reads_in_french(admin_client):
     assert "non compté" in french
     assert re.search(r"1\s500,00 MGA", french)
     assert "Obligatoire quand la session a été clôturée sans comptage." in french
+
+
+def test_the_wide_lists_give_the_navigation_sidebar_s_width_to_their_columns(admin_client):
+    CashSessionFactory(closed=True)
+
+    listing = admin_client.get(SESSIONS).content.decode()
+    page = admin_client.get(
+        reverse("admin:payments_cashsession_change", args=[CashSessionFactory().pk])
+    ).content.decode()
+
+    assert 'id="nav-sidebar"' not in listing
+    assert 'id="nav-sidebar"' in page
+
+
+def test_the_to_reconcile_list_marks_the_column_it_is_sorted_by(
+    admin_client, every_kind_of_session
+):
+    html = admin_client.get(SESSIONS, {"attention": "to_reconcile"}).content.decode()
+
+    sorted_columns = re.findall(r'<th scope="col" class="([^"]*sorted[^"]*)"', html)
+    assert len(sorted_columns) == 1
+    assert "column-closed" in sorted_columns[0] and "ascending" in sorted_columns[0]
