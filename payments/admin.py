@@ -261,7 +261,19 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
     actions = ["reconcile_sessions"]
     # The session's page: amounts formatted like the list, grouped by the session's life.
     fieldsets = (
-        (None, {"fields": ("number", "agent", "status_shown", "opened", "opening_shown")}),
+        (
+            None,
+            {
+                "fields": (
+                    "number",
+                    "agent",
+                    "status_shown",
+                    "opened",
+                    "opening_shown",
+                    "expiry_notified_at",
+                )
+            },
+        ),
         (
             _("Closing"),
             {
@@ -272,7 +284,6 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
                     "counted",
                     "discrepancy_shown",
                     "closing_notes",
-                    "expiry_notified_at",
                 )
             },
         ),
@@ -281,6 +292,11 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
             {"fields": ("reconciled_at", "reconciled_by", "reconciliation_notes")},
         ),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        # Only the stages the session has reached: an open session has no closing to show.
+        reached = {SessionStatus.OPEN: 1, SessionStatus.CLOSED: 2}.get(obj.status, 3) if obj else 3
+        return self.fieldsets[:reached]
 
     def get_readonly_fields(self, request, obj=None):
         return flatten_fieldsets(self.fieldsets)

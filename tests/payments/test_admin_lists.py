@@ -224,7 +224,7 @@ def test_a_session_page_shows_its_amounts_formatted_and_its_payments(admin_clien
     assert "not counted" in english
     assert re.search(r"1\s075\s500,00 MGA", french)
     assert "Fond de caisse" in french or "fond de caisse" in french
-    assert "Rapprochement" in french
+    assert "Clôture" in french
 
 
 def test_the_reconcile_page_reads_in_french(admin_client):
@@ -260,3 +260,21 @@ def test_the_to_reconcile_list_marks_the_column_it_is_sorted_by(
     sorted_columns = re.findall(r'<th scope="col" class="([^"]*sorted[^"]*)"', html)
     assert len(sorted_columns) == 1
     assert "column-closed" in sorted_columns[0] and "ascending" in sorted_columns[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "sections"),
+    [
+        ({}, []),
+        ({"closed": True}, ["Closing"]),
+        ({"closed": True, "status": SessionStatus.RECONCILED}, ["Closing", "Reconciliation"]),
+    ],
+)
+def test_a_session_page_shows_the_stages_the_session_reached(admin_client, kind, sections):
+    session = CashSessionFactory(**kind)
+
+    html = admin_client.get(
+        reverse("admin:payments_cashsession_change", args=[session.pk])
+    ).content.decode()
+
+    assert re.findall(r"<h2[^>]*>(Closing|Reconciliation)</h2>", html) == sections
