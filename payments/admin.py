@@ -160,7 +160,30 @@ def _moment(moment) -> str:
     return formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
-class CashTransactionInline(admin.TabularInline):
+class PaymentAmountsMixin:
+    """A payment's time and amounts, formatted: on its own page and in its session's."""
+
+    def get_queryset(self, request):
+        return _with_configuration(super().get_queryset(request), request)
+
+    @admin.display(description=_("recorded"), ordering="created_at")
+    def recorded(self, payment: CashTransaction) -> str:
+        return _moment(payment.created_at)
+
+    @admin.display(description=_("tax amount"), ordering="tax_amount")
+    def tax_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.tax_amount, payment)
+
+    @admin.display(description=_("amount tendered"))
+    def tendered_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.amount_tendered, payment)
+
+    @admin.display(description=_("change given"))
+    def change_shown(self, payment: CashTransaction) -> str:
+        return _money_cell(payment.change_given, payment)
+
+
+class CashTransactionInline(PaymentAmountsMixin, admin.TabularInline):
     model = CashTransaction
     fields = (
         "receipt_number",
@@ -178,25 +201,6 @@ class CashTransactionInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
-
-    def get_queryset(self, request):
-        return _with_configuration(super().get_queryset(request), request)
-
-    @admin.display(description=_("recorded"))
-    def recorded(self, payment: CashTransaction) -> str:
-        return _moment(payment.created_at)
-
-    @admin.display(description=_("tax amount"))
-    def tax_shown(self, payment: CashTransaction) -> str:
-        return _money_cell(payment.tax_amount, payment)
-
-    @admin.display(description=_("amount tendered"))
-    def tendered_shown(self, payment: CashTransaction) -> str:
-        return _money_cell(payment.amount_tendered, payment)
-
-    @admin.display(description=_("change given"))
-    def change_shown(self, payment: CashTransaction) -> str:
-        return _money_cell(payment.change_given, payment)
 
 
 class AttentionFilter(admin.SimpleListFilter):
@@ -435,7 +439,9 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
 
 
 @admin.register(CashTransaction)
-class CashTransactionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin):
+class CashTransactionAdmin(
+    PaymentAmountsMixin, WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
+):
     # Tendered and change are on the payment's page: the list is for finding a receipt.
     list_display = (
         "receipt_number",
@@ -450,24 +456,31 @@ class CashTransactionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelA
     search_fields = ("receipt_number", "payer_reference", "session__number", "agent__code")
     date_hierarchy = "created_at"
     list_select_related = ("agent", "session")
+    fields = (
+        "receipt_number",
+        "session",
+        "agent",
+        "payer_reference",
+        "recorded",
+        "recorded_by",
+        "tax_shown",
+        "tendered_shown",
+        "change_shown",
+        "status",
+        "voided_at",
+        "voided_by",
+        "void_reason",
+    )
 
     class Media:
         css = {"all": ["payments/admin/lists.css"]}
 
-    def get_queryset(self, request):
-        return _with_configuration(super().get_queryset(request), request)
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     @admin.display(description=_("agent"), ordering="agent__code")
     def agent_shown(self, obj: CashTransaction) -> str:
         return _agent_cell(obj.agent)
-
-    @admin.display(description=_("recorded"), ordering="created_at")
-    def recorded(self, payment: CashTransaction) -> str:
-        return _moment(payment.created_at)
-
-    @admin.display(description=_("tax amount"), ordering="tax_amount")
-    def tax_shown(self, payment: CashTransaction) -> str:
-        return _money_cell(payment.tax_amount, payment)
 
 
 @admin.register(Commission)
@@ -487,6 +500,22 @@ class CommissionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin)
     date_hierarchy = "created_at"
     list_select_related = ("agent", "cash_transaction")
     actions = ["mark_paid"]
+    fields = (
+        "cash_transaction",
+        "agent",
+        "session",
+        "earned",
+        "base_shown",
+        "rate_shown",
+        "amount_shown",
+        "status",
+        "paid",
+        "paid_by",
+        "cancelled_at",
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     class Media:
         css = {"all": ["payments/admin/lists.css"]}

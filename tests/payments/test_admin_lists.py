@@ -278,3 +278,21 @@ def test_a_session_page_shows_the_stages_the_session_reached(admin_client, kind,
     ).content.decode()
 
     assert re.findall(r"<h2[^>]*>(Closing|Reconciliation)</h2>", html) == sections
+
+
+def test_payment_and_commission_pages_show_their_amounts_formatted(admin_client):
+    commission = CommissionFactory(paid=True, rate=Decimal("2.50"))
+    payment = commission.cash_transaction
+
+    payment_page = admin_client.get(
+        reverse("admin:payments_cashtransaction_change", args=[payment.pk])
+    ).content.decode()
+    commission_page = admin_client.get(
+        reverse("admin:payments_commission_change", args=[commission.pk])
+    ).content.decode()
+
+    assert f"{payment.tax_amount:,.2f} MGA" in payment_page
+    assert f"{payment.amount_tendered:,.2f} MGA" in payment_page
+    assert "5,000.00 MGA" in commission_page
+    assert "2.50 %" in commission_page
+    assert "125.00 MGA" in commission_page
