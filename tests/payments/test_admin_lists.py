@@ -13,7 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments.models import SessionStatus
-from tests.factories import AgentFactory, CashSessionFactory, CommissionFactory
+from tests.factories import (
+    AgentFactory,
+    CashSessionFactory,
+    CashTransactionFactory,
+    CommissionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -296,3 +301,15 @@ def test_payment_and_commission_pages_show_their_amounts_formatted(admin_client)
     assert "5,000.00 MGA" in commission_page
     assert "2.50 %" in commission_page
     assert "125.00 MGA" in commission_page
+
+
+def test_the_payment_list_query_count_does_not_grow_with_the_rows(admin_client, config):
+    url = reverse("admin:payments_cashtransaction_changelist")
+    CashTransactionFactory()
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    CashTransactionFactory.create_batch(10)
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(url)
+
+    assert len(many) == len(few)

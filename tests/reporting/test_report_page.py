@@ -220,3 +220,20 @@ def test_a_download_of_a_report_that_does_not_exist_is_not_found(admin_client, r
     for object_id in (report.pk + 1000, "not-a-number"):
         url = reverse("admin:reporting_commissionreport_csv", args=[object_id])
         assert admin_client.get(url).status_code == 404
+
+
+def test_the_report_list_shows_formatted_amounts(admin_client, report):
+    html = admin_client.get(reverse("admin:reporting_commissionreport_changelist")).text
+
+    assert f"{report.tax_collected:,.2f} MGA" in html
+    assert f"{report.commissions_total:,.2f} MGA" in html
+    assert f"{report.pending_amount:,.2f} MGA" in html
+
+
+def test_the_report_page_lists_its_recipients_as_addresses(admin_client, report):
+    report.recipients = ["chief@example.com", "boss@example.com"]
+    report.save()
+
+    html = page_of(admin_client, report)
+
+    assert "chief@example.com, boss@example.com" in html
