@@ -133,7 +133,7 @@ class FlaggedFilter(admin.SimpleListFilter):
     parameter_name = "flagged"
 
     def lookups(self, request, model_admin):
-        return [("yes", _("flagged")), ("no", _("not flagged"))]
+        return [("yes", _("Flagged")), ("no", _("Not flagged"))]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":

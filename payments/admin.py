@@ -44,6 +44,8 @@ class ReconcileForm(forms.Form):
         decimal_places=2,
         min_value=0,
         required=False,
+        # A French operator types 1500,50: the active language's decimal separator.
+        localize=True,
         label=_("Counted cash"),
         help_text=_("Required when the session was closed without a count."),
     )
@@ -211,9 +213,9 @@ class AttentionFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [
-            ("to_reconcile", _("to reconcile")),
-            ("past_timeout", _("open past the timeout")),
-            ("not_counted", _("closed without a count")),
+            ("to_reconcile", _("To reconcile")),
+            ("past_timeout", _("Open past the timeout")),
+            ("not_counted", _("Closed without a count")),
         ]
 
     def queryset(self, request, queryset):
