@@ -190,7 +190,9 @@ class AuditEntryAdmin(WideListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             .annotate(flagged=Exists(_flagged_sequences().filter(sequence=OuterRef("sequence"))))
         )
 
-    @admin.display(description=_("verification"), ordering="-flagged", empty_value="")
+    # Not sortable: sorting millions of entries by a subquery would be a full scan; the
+    # "flagged" filter lists them instead.
+    @admin.display(description=_("verification"), empty_value="")
     def flag(self, entry: AuditEntry) -> str:
         if not entry.flagged:
             return ""
