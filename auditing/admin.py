@@ -34,7 +34,7 @@ from auditing.services import (
     InvalidAcknowledgement,
     checkpoint_finding_acknowledge,
 )
-from project.admin_mixins import ReadOnlyAdminMixin
+from project.admin_mixins import ReadOnlyAdminMixin, WideListMixin
 
 # The run page shows this many findings; the findings list and the CSV hold them all.
 FINDINGS_SHOWN = 200
@@ -120,12 +120,45 @@ def may_acknowledge(request: HttpRequest) -> bool:
 # Audit entries ----------------------------------------------------------------------------
 
 
+def _flagged_sequences():
+    # The findings table is small (rows exist only where a run found something), so the
+    # planner reads it once and probes the audit table by its primary key.
+    return VerificationFinding.objects.filter(sequence__isnull=False).values("sequence")
+
+
+class FlaggedFilter(admin.SimpleListFilter):
+    """The entries a verification run reported, to find the tampered ones among millions."""
+
+    title = _("flagged by a verification")
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Flagged")), ("no", _("Not flagged"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(sequence__in=_flagged_sequences())
+        if self.value() == "no":
+            return queryset.exclude(sequence__in=_flagged_sequences())
+        if self.value() is not None:
+            raise IncorrectLookupParameters(self.value())
+        return queryset
+
+
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEntryAdmin(WideListMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only for everyone, superusers included: the chain is append-only."""
 
-    list_display = ("sequence", "stamped", "action", "actor_name", "subject", "short_hash")
-    list_filter = ("action", "actor_name", "timestamp")
+    list_display = (
+        "sequence",
+        "flag",
+        "stamped",
+        "action",
+        "actor_name",
+        "subject",
+        "short_hash",
+    )
+    list_filter = (FlaggedFilter, "action", "actor_name", "timestamp")
     search_fields = ("sequence__exact", "action", "actor_name", "subject_id", "current_hash")
     # No date_hierarchy: it reads every timestamp back, and a stored 'infinity' (one of the
     # malformed rows verification reports) would take the whole list down with it.
@@ -136,6 +169,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # deep) cannot be decoded, and must not take the page down with it.
     fields = (
         "sequence",
+        "flag",
         "stamped",
         "action",
         "actor",
@@ -149,7 +183,27 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("data")
+        return (
+            super()
+            .get_queryset(request)
+            .defer("data")
+            .annotate(flagged=Exists(_flagged_sequences().filter(sequence=OuterRef("sequence"))))
+        )
+
+    # Not sortable: sorting millions of entries by a subquery would be a full scan; the
+    # "flagged" filter lists them instead.
+    @admin.display(description=_("verification"), empty_value="")
+    def flag(self, entry: AuditEntry) -> str:
+        if not entry.flagged:
+            return ""
+        url = reverse("admin:auditing_verificationfinding_changelist") + f"?q={entry.sequence}"
+        return format_html(
+            '<a class="audit-flagged" href="{}" title="{}" style="{}">⚠ {}</a>',
+            url,
+            gettext("A verification run reported this entry: see its findings."),
+            "color: var(--error-fg, #ba2121); font-weight: bold; white-space: nowrap;",
+            gettext("flagged"),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields

@@ -35,3 +35,12 @@ class SingletonAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class WideListMixin:
+    """For lists whose columns need a laptop screen's full width (1366 px): Django's
+    navigation sidebar (300 px) gives way on the list; the breadcrumbs lead back."""
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"is_nav_sidebar_enabled": False, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)

@@ -1,7 +1,13 @@
-"""The commission report's CSV attachment: one row per agent, amounts as plain decimals."""
+"""The commission report's table, one row per agent: the email's CSV attachment (amounts as
+plain decimals), and the columns the admin's downloads reuse (reporting/exports.py)."""
 
 import csv
 import io
+from collections.abc import Iterator
+from decimal import Decimal
+
+from django.utils import translation
+from django.utils.translation import gettext
 
 from reporting.figures import LINE_AMOUNTS, CommissionFigures
 
@@ -11,29 +17,39 @@ def _csv_cell(text: str) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
 
 
-def commission_report_csv(*, figures: CommissionFigures) -> str:
-    currency = figures.currency
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
-        [
-            "Agent code",
-            "Agent name",
-            "Transactions",
-            f"Tax collected ({currency})",
-            f"Commission earned ({currency})",
-            f"Pending ({currency})",
-            f"Paid ({currency})",
-            f"Cancelled ({currency})",
-        ]
-    )
-    writer.writerows(
-        [
+def commission_report_header(*, currency: str) -> list[str]:
+    """The column titles, in the active language."""
+    amount = {"currency": currency}
+    return [
+        gettext("Agent code"),
+        gettext("Agent name"),
+        gettext("Transactions"),
+        gettext("Tax collected (%(currency)s)") % amount,
+        gettext("Commission earned (%(currency)s)") % amount,
+        gettext("Pending (%(currency)s)") % amount,
+        gettext("Paid (%(currency)s)") % amount,
+        gettext("Cancelled (%(currency)s)") % amount,
+    ]
+
+
+def commission_report_rows(*, figures: CommissionFigures) -> Iterator[list[str | int | Decimal]]:
+    """One row per agent under ``commission_report_header``: texts defused, numbers as
+    numbers, for each format to write its own way."""
+    for row in figures.agents:
+        yield [
             _csv_cell(row.agent_code),
             _csv_cell(row.agent_name),
             row.transactions,
             *(getattr(row, name) for name in LINE_AMOUNTS),
         ]
-        for row in figures.agents
-    )
+
+
+def commission_report_csv(*, figures: CommissionFigures) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    # The attachment is read by scripts as well as people: its titles stay English whatever
+    # the email's language, as they always were.
+    with translation.override("en"):
+        writer.writerow(commission_report_header(currency=figures.currency))
+    writer.writerows(commission_report_rows(figures=figures))
     return buffer.getvalue()

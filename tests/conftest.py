@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.db import connection
+from django.utils import translation
 
 from mailing.models import SmtpConfiguration
 from tests.commands import CommandRun, command_run
@@ -21,6 +22,14 @@ def _let_flush_truncate_audit_table(request):
     if marker and marker.kwargs.get("transaction") and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET session_replication_role = replica")
+
+
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """LocaleMiddleware activates a request's language (Accept-Language: fr) in the thread
+    and nothing deactivates it: the next test would read French messages and separators."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -67,12 +67,13 @@ def test_the_session_changelist_shows_balances_and_the_discrepancy(admin_client)
 
     assert response.status_code == 200
     assert cells(response, "number") == ["CS-20261124-0007"]
-    assert cells(response, "agent") == [str(agent)]
-    assert cells(response, "status") == ["Closed"]
-    assert cells(response, "opening_balance") == ["1000.00"]
-    assert cells(response, "expected_balance") == ["6000.00"]
-    assert cells(response, "counted") == ["5990.00"]
-    assert cells(response, "discrepancy_display") == ["-10.00"]
+    assert cells(response, "agent_shown") == [
+        f'{agent.code}<br><span class="agent-name">{agent.full_name}</span>'
+    ]
+    assert cells(response, "status_shown") == ["Closed"]
+    assert cells(response, "expected") == ["6,000.00 MGA"]
+    assert cells(response, "counted") == ["5,990.00 MGA"]
+    assert "-10.00 MGA" in cells(response, "discrepancy_shown")[0]
 
 
 def test_a_session_nobody_counted_shows_not_counted_in_the_changelist(admin_client):
@@ -80,8 +81,8 @@ def test_a_session_nobody_counted_shows_not_counted_in_the_changelist(admin_clie
 
     response = admin_client.get(reverse("admin:payments_cashsession_changelist"))
 
-    assert cells(response, "counted") == ["not counted"]
-    assert cells(response, "discrepancy_display") == ["not counted"]
+    assert cells(response, "counted") == ['<span class="not-counted">not counted</span>']
+    assert cells(response, "discrepancy_shown") == ['<span class="not-counted">not counted</span>']
 
 
 def test_an_open_session_shows_no_count_and_no_discrepancy_yet(admin_client):
@@ -89,8 +90,8 @@ def test_an_open_session_shows_no_count_and_no_discrepancy_yet(admin_client):
 
     response = admin_client.get(reverse("admin:payments_cashsession_changelist"))
 
-    assert cells(response, "counted") == ["not counted"]
-    assert cells(response, "discrepancy_display") == ["-"]
+    assert cells(response, "counted") == ["-"]
+    assert cells(response, "discrepancy_shown") == ["-"]
 
 
 def test_the_payment_changelist_shows_receipts_payers_and_amounts(admin_client):
@@ -102,7 +103,7 @@ def test_the_payment_changelist_shows_receipts_payers_and_amounts(admin_client):
     assert cells(response, "receipt_number") == [payment.receipt_number]
     assert cells(response, "session") == [payment.session.number]
     assert cells(response, "payer_reference") == ["NIF-777"]
-    assert cells(response, "tax_amount") == ["4200.00"]
+    assert cells(response, "tax_shown") == ["4,200.00 MGA"]
     assert cells(response, "status") == ["Completed"]
 
 
@@ -113,9 +114,9 @@ def test_the_commission_changelist_shows_rate_amount_and_status(admin_client):
 
     assert response.status_code == 200
     assert cells(response, "cash_transaction") == [commission.cash_transaction.receipt_number]
-    assert cells(response, "base_amount") == ["5000.00"]
-    assert cells(response, "rate") == ["2.50"]
-    assert cells(response, "amount") == ["125.00"]
+    assert cells(response, "base_shown") == ["5,000.00 MGA"]
+    assert cells(response, "rate_shown") == ["2.50 %"]
+    assert cells(response, "amount_shown") == ["125.00 MGA"]
     assert cells(response, "status") == ["Paid"]
 
 
@@ -221,7 +222,7 @@ def test_the_mark_paid_action_pays_the_selected_pending_commissions(
         )
 
     assert response.status_code == 200
-    assert messages_of(response) == ["Marked 2 commission(s) paid."]
+    assert messages_of(response) == ["Marked 2 commissions paid."]
     for commission in (first, second):
         commission.refresh_from_db()
         assert commission.status == CommissionStatus.PAID
@@ -261,7 +262,7 @@ def test_the_reconcile_action_reconciles_counted_sessions_and_reports_the_others
 
     assert response.status_code == 200
     assert sorted(messages_of(response)) == [
-        "Reconciled 1 session(s).",
+        "Reconciled 1 session.",
         f"Session {uncounted.number} was closed without a cash count; "
         "enter the counted cash to reconcile it. "
         "Open the session and use Reconcile to enter it.",
