@@ -4,13 +4,16 @@ Playwright never downloads a browser here (the machines reach only package regis
 it launches /usr/bin/chromium, which ``make test`` installs when missing
 (scripts/ensure_chromium.sh)."""
 
+import pkgutil
 from collections.abc import Callable, Iterator
+from importlib import import_module
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from playwright.sync_api import Browser, Page, sync_playwright
 
+import backoffice.migrations as backoffice_migrations
 from tests.factories import StaffUserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,14 +78,24 @@ def login(browser, live_server) -> Iterator[Callable[..., Page]]:
 
 @pytest.fixture
 def group_member(transactional_db) -> Callable[[str], object]:
-    """``group_member("Supervisors")``: a new staff user (password "pw") in that group, which
-    the roles migration creates."""
+    """``group_member("Supervisors")``: a new staff user (password "pw") in that role's group.
+
+    The roles are rows their migration writes, and the flush after every transactional test
+    empties every table; pytest-django runs these tests after all the others, so an earlier
+    one has usually flushed the groups away. A missing group is put back exactly as the
+    migration makes it, from the migration's own frozen lists."""
 
     def member(name: str):
-        try:
-            group = Group.objects.get(name=name)
-        except Group.DoesNotExist:
-            pytest.fail(f'No group named "{name}": the roles migration creates it.', pytrace=False)
+        group = Group.objects.filter(name=name).first()
+        if group is None:
+            wanted = roles_as_migrated().get(name)
+            if wanted is None:
+                pytest.fail(f'No role named "{name}" in the roles migration.', pytrace=False)
+            group = Group.objects.create(name=name)
+            group.permissions.set(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                for app_label, codename in dict.fromkeys(wanted)
+            )
         user = StaffUserFactory()
         user.groups.add(group)
         return user
@@ -90,30 +103,31 @@ def group_member(transactional_db) -> Callable[[str], object]:
     return member
 
 
+def roles_as_migrated() -> dict[str, list[tuple[str, str]]]:
+    """Each role's permissions (app label, codename), as backoffice/migrations/*_roles.py
+    lists them."""
+    for module in pkgutil.iter_modules(backoffice_migrations.__path__):
+        if module.name.endswith("_roles"):
+            return import_module(f"{backoffice_migrations.__name__}.{module.name}").ROLES
+    return TEMPORARY_ROLES  # TEMPORARY: deleted with the block below once the roles are merged
+
+
 # --- TEMPORARY, until the roles migration is merged: the lead deletes this block ----------
-# Stand-ins for the groups the "roles" helper's migration creates, so that the scenarios that
-# need only existing pages run on this branch. An existing group is left untouched.
-TEMPORARY_GROUPS = {
-    "Supervisors": {"payments": ("view", "change"), "reporting": ("view",)},
-    "Auditors": {"auditing": ("view",), "reporting": ("view",)},
+# Stand-ins for the roles the "roles" helper's migration defines (used only while
+# backoffice/migrations has no *_roles.py), so that the scenarios needing only existing pages
+# run on this branch.
+TEMPORARY_ROLES = {
+    "Supervisors": [
+        *(
+            ("payments", f"view_{model}")
+            for model in ("agent", "cashsession", "cashtransaction", "commission")
+        ),
+        ("payments", "change_cashsession"),
+        ("reporting", "view_commissionreport"),
+    ],
+    "Auditors": [
+        *(("auditing", f"view_{model}") for model in ("auditentry", "verificationrun")),
+        ("reporting", "view_commissionreport"),
+    ],
 }
-
-
-@pytest.fixture(autouse=True)
-def _temporary_roles(transactional_db) -> None:
-    from django.contrib.auth.models import Permission
-
-    for name, grants in TEMPORARY_GROUPS.items():
-        if Group.objects.filter(name=name).exists():
-            continue
-        group = Group.objects.create(name=name)
-        for app_label, actions in grants.items():
-            group.permissions.add(
-                *Permission.objects.filter(
-                    content_type__app_label=app_label,
-                    codename__regex=rf"^({'|'.join(actions)})_",
-                )
-            )
-
-
 # --- end of TEMPORARY ------------------------------------------------------------------------
