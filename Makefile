@@ -29,7 +29,7 @@ BENCH_SCALE ?= 100000
 BENCH_AUDIT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench_audit
 export BENCH_SCALE BENCH_DATABASE_URL BENCH_AUDIT_DATABASE_URL
 
-.PHONY: install demo test bench lint format messages services stack stack-database clean
+.PHONY: install demo test bench lint format messages services chromium stack stack-database clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,11 @@ demo: $(STAMP)
 services:
 	./scripts/ensure_services.sh
 
-test: $(STAMP) services
+# The browser tests drive Debian's Chromium (tests/browser/); installed when missing.
+chromium:
+	./scripts/ensure_chromium.sh
+
+test: $(STAMP) services chromium
 	DJANGO_ENV=test DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
