@@ -260,11 +260,12 @@ def test_an_overdue_job_is_red_and_the_others_are_not(admin_client):
     trust_and_jobs()
     JobHealth.objects.update_or_create(
         name="close_expired_sessions",
-        defaults={"watched_since": timezone.now() - dt.timedelta(hours=3),
-"last_started_at": timezone.now() - dt.timedelta(hours=2, minutes=30),
-        "last_finished_at": timezone.now() - dt.timedelta(hours=2, minutes=29),
-        "last_status": "failed",
-        "last_trigger": "beat",
+        defaults={
+            "watched_since": timezone.now() - dt.timedelta(hours=3),
+            "last_started_at": timezone.now() - dt.timedelta(hours=2, minutes=30),
+            "last_finished_at": timezone.now() - dt.timedelta(hours=2, minutes=29),
+            "last_status": "failed",
+            "last_trigger": "beat",
         },
     )
 
@@ -435,7 +436,7 @@ def test_the_dashboard_speaks_french_to_a_french_browser(client, admin_user):
     for title in (
         "À traiter",
         "sessions à rapprocher",
-        "Piste d'audit",
+        "Journal d'audit",
         "Opérations planifiées",
         "Courrier",
         "Les 30 derniers jours",
