@@ -75,7 +75,7 @@ def changelist(model: str, **filters: str) -> str:
 # The chart's geometry, in the SVG's own units (viewBox); the template draws it and
 # writes its texts. Three bands, each on its own scale: commissions are a few percent of
 # the collections and would be invisible on theirs.
-CHART_WIDTH = 720
+CHART_WIDTH = 1000
 BAND_HEIGHT = 64
 BAND_TOP = 22  # room for the band's title above its bars
 BAND_TITLE_Y = 14

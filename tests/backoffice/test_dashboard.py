@@ -196,7 +196,7 @@ def test_a_short_within_the_tolerance_reads_plain_and_beyond_it_red(admin_client
     table = element(dashboard_html(admin_client), "dashboard-oldest")
 
     def discrepancy_cell(session):
-        row = re.search(rf"<tr>\s*<td><a [^>]*>{session.number}</a>.*?</tr>", table, re.S)
+        row = re.search(rf"<tr>\s*<td[^>]*><a [^>]*>{session.number}</a>.*?</tr>", table, re.S)
         return re.findall(r'<td class="([^"]*)">', row.group(0))[-1]
 
     assert discrepancy_cell(within) == "bo-amount bo-ok"
