@@ -103,7 +103,7 @@ class Band:
 
 
 @dataclass(frozen=True)
-class Chart:
+class ChartLayout:
     width: int
     height: float
     collections: Band
@@ -166,7 +166,7 @@ def _band(days: tuple[ChartDay, ...], index: int, values: list[Decimal]) -> Band
     )
 
 
-def chart_layout(days: tuple[ChartDay, ...]) -> Chart:
+def chart_layout(days: tuple[ChartDay, ...]) -> ChartLayout:
     top = _band_top(2)
     zero = top + BAND_TOP + BAND_HEIGHT / 2
     shortages = [row.shortages for row in days]
@@ -176,7 +176,7 @@ def chart_layout(days: tuple[ChartDay, ...]) -> Chart:
     half = BAND_HEIGHT / 2
     axis_y = top + BAND_TOP + BAND_HEIGHT + 16
     middle = len(days) // 2
-    return Chart(
+    return ChartLayout(
         width=CHART_WIDTH,
         height=axis_y + 6,
         collections=_band(days, 0, [row.collected for row in days]),
@@ -261,6 +261,7 @@ def dashboard(context) -> dict:
         "jobs": jobs,
         "jobs_figures": figures.jobs,
         "mail": figures.mail,
-        "chart": chart_layout(figures.chart) if figures.chart else None,
+        "chart": chart_layout(figures.chart.days) if figures.chart else None,
+        "chart_computed_at": figures.chart.computed_at if figures.chart else None,
         "links": links(figures),
     }

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -45,6 +46,14 @@ INDEX = "/admin/"
 def _frozen(clock):
     """Time stands at the module's frozen_at unless a test moves it."""
     return clock
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chart():
+    """The chart is cached for minutes: each test draws its own data."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 def local(day: int, hour: int = 10, minute: int = 0, month: int = 11) -> dt.datetime:
@@ -485,6 +494,7 @@ def populate(*, sessions: int, payments_per_session: int) -> None:
 
 def index_queries(client) -> int:
     client.get(INDEX)  # the first request warms the caches (content types, permissions)
+    cache.clear()  # but the chart is read afresh: its aggregates are what grows
     with CaptureQueriesContext(connection) as queries:
         response = client.get(INDEX)
     assert response.status_code == 200
@@ -503,6 +513,26 @@ def test_the_index_reads_as_many_queries_for_60_sessions_as_for_3(admin_client):
     print(f"\nadmin index queries: {small} with 3 sessions, {large} with 60 sessions")  # noqa: T201
     assert small == large
     assert large <= 30
+
+
+def test_the_chart_is_read_once_per_five_minutes_and_then_afresh(admin_client, clock):
+    CashTransactionFactory(tax_amount=Decimal("1000.00"), created_at=local(30))
+    first = dashboard_figures(now=timezone.now(), panels={Panel.CHART}).chart
+    CashTransactionFactory(tax_amount=Decimal("2000.00"), created_at=local(30, 11))
+
+    clock.shift(dt.timedelta(minutes=4))
+    with CaptureQueriesContext(connection) as queries:
+        cached = dashboard_figures(now=timezone.now(), panels={Panel.CHART}).chart
+    clock.shift(dt.timedelta(minutes=2))
+    fresh = dashboard_figures(now=timezone.now(), panels={Panel.CHART}).chart
+
+    assert cached == first
+    assert len(queries.captured_queries) == 1  # the configuration only
+    assert sum(day.collected for day in cached.days) == Decimal("1000.00")
+    assert sum(day.collected for day in fresh.days) == Decimal("3000.00")
+    assert fresh.computed_at == timezone.now()
+    page = text_of(dashboard_html(admin_client))
+    assert "Figures as of 10:36 a.m., refreshed every five minutes." in page
 
 
 def test_voided_payments_stay_out_of_the_collections():
