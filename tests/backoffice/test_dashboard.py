@@ -445,9 +445,9 @@ def test_the_dashboard_speaks_french_to_a_french_browser(client, admin_user):
     for title in (
         "À traiter",
         "sessions à rapprocher",
-        "Journal d'audit",
+        "Piste d'audit",
         "Opérations planifiées",
-        "Courrier",
+        "Messagerie",
         "Les 30 derniers jours",
         "Les mêmes chiffres en tableau",
     ):
