@@ -60,11 +60,7 @@ RUN_OUTCOMES = {
 
 
 def panels_for(user) -> set[Panel]:
-    return {
-        panel
-        for panel, permissions in PANEL_PERMISSIONS.items()
-        if all(user.has_perm(permission) for permission in permissions)
-    }
+    return {panel for panel, permissions in PANEL_PERMISSIONS.items() if user.has_perms(permissions)}
 
 
 def changelist(model: str, **filters: str) -> str:
