@@ -60,7 +60,7 @@ RUN_OUTCOMES = {
 
 
 def panels_for(user) -> set[Panel]:
-    return {panel for panel, permissions in PANEL_PERMISSIONS.items() if user.has_perms(permissions)}
+    return {panel for panel, needed in PANEL_PERMISSIONS.items() if user.has_perms(needed)}
 
 
 def changelist(model: str, **filters: str) -> str:
