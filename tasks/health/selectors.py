@@ -131,7 +131,9 @@ def job_status(
         return JobStatus(name=spec.name, state=JobState.WAITING, **known)
     overdue_at = due + dt.timedelta(seconds=spec.overdue_grace_seconds)
     timing = {"due_at": due, "overdue_at": overdue_at}
-    if known["last_success_at"] and known["last_success_at"] >= due:
+    # No run record (known is empty) at the very second a schedule falls due: pending.
+    last_success_at = known.get("last_success_at")
+    if last_success_at and last_success_at >= due:
         return JobStatus(name=spec.name, state=JobState.OK, **timing, **known)
     if _running_since(health, due=due, now=now):
         return JobStatus(name=spec.name, state=JobState.RUNNING, **timing, **known)
