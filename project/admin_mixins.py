@@ -1,5 +1,6 @@
 """Admin behaviours shared by the apps: records nobody edits, and singletons."""
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
@@ -24,6 +25,9 @@ class SingletonAdminMixin:
     """For a one-row model with a ``load()`` classmethod: the list opens the one row."""
 
     def changelist_view(self, request, extra_context=None):
+        # Refused before load(), which would create the row for someone who may not see it.
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         instance = self.model.load()
         opts = self.model._meta
         return HttpResponseRedirect(

@@ -38,7 +38,7 @@ ROLES = ("supervisor", "auditor", "administrator")
 GROUPS = {"supervisor": "Supervisors", "auditor": "Auditors", "administrator": "Administrators"}
 
 # Expected status per role, in the order of ROLES. 403: refused; 302: a redirect (a
-# singleton's list opens its one row, which answers for itself); 404: an app index shows
+# singleton's list opens its one row for whoever may see it); 404: an app index shows
 # nothing to a user with no permission in that app.
 NO = (403, 403, 403)
 SUPERVISORS_VIEW = (200, 403, 200)
@@ -85,11 +85,11 @@ PAGES: dict[str, dict[str, tuple[int, int, int]]] = {
     "mailing.outboxsweep": read_only(ADMINS),
     "mailing.smtpconfiguration": {
         **read_only(ADMINS),
-        "changelist": (302, 302, 302),
+        "changelist": (403, 403, 302),
         "mailing_smtpconfiguration_send_test": ADMINS,
     },
     # Cash records: supervisors and administrators; administrators manage agents.
-    "payments.systemconfiguration": {**read_only(SUPERVISORS_VIEW), "changelist": (302, 302, 302)},
+    "payments.systemconfiguration": {**read_only(SUPERVISORS_VIEW), "changelist": (302, 403, 302)},
     "payments.agent": {**read_only(SUPERVISORS_VIEW), "add": ADMINS},
     "payments.cashsession": {
         **read_only(SUPERVISORS_VIEW),
@@ -101,7 +101,11 @@ PAGES: dict[str, dict[str, tuple[int, int, int]]] = {
     "payments.reconciliationreminder": read_only(SUPERVISORS_VIEW),
     "payments.dailycounter": read_only(ADMINS),
     # Reports: every role.
-    "reporting.commissionreport": read_only(BOTH_VIEW),
+    "reporting.commissionreport": {
+        **read_only(BOTH_VIEW),
+        "reporting_commissionreport_csv": BOTH_VIEW,
+        "reporting_commissionreport_xlsx": BOTH_VIEW,
+    },
     # Job health: administrators.
     "tasks.jobhealth": read_only(ADMINS),
     "tasks.heartbeat": read_only(ADMINS),

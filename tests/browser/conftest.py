@@ -4,16 +4,13 @@ Playwright never downloads a browser here (the machines reach only package regis
 it launches /usr/bin/chromium, which ``make test`` installs when missing
 (scripts/ensure_chromium.sh)."""
 
-import pkgutil
 from collections.abc import Callable, Iterator
-from importlib import import_module
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from playwright.sync_api import Browser, Page, sync_playwright
 
-import backoffice.migrations as backoffice_migrations
 from tests.factories import StaffUserFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -80,54 +77,12 @@ def login(browser, live_server) -> Iterator[Callable[..., Page]]:
 def group_member(transactional_db) -> Callable[[str], object]:
     """``group_member("Supervisors")``: a new staff user (password "pw") in that role's group.
 
-    The roles are rows their migration writes, and the flush after every transactional test
-    empties every table; pytest-django runs these tests after all the others, so an earlier
-    one has usually flushed the groups away. A missing group is put back exactly as the
-    migration makes it, from the migration's own frozen lists."""
+    The groups are the ones backoffice/roles.py keeps after every migrate; a flushed test
+    database gets them back too (flush sends post_migrate again)."""
 
     def member(name: str):
-        group = Group.objects.filter(name=name).first()
-        if group is None:
-            wanted = roles_as_migrated().get(name)
-            if wanted is None:
-                pytest.fail(f'No role named "{name}" in the roles migration.', pytrace=False)
-            group = Group.objects.create(name=name)
-            group.permissions.set(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-                for app_label, codename in dict.fromkeys(wanted)
-            )
         user = StaffUserFactory()
-        user.groups.add(group)
+        user.groups.add(Group.objects.get(name=name))
         return user
 
     return member
-
-
-def roles_as_migrated() -> dict[str, list[tuple[str, str]]]:
-    """Each role's permissions (app label, codename), as backoffice/migrations/*_roles.py
-    lists them."""
-    for module in pkgutil.iter_modules(backoffice_migrations.__path__):
-        if module.name.endswith("_roles"):
-            return import_module(f"{backoffice_migrations.__name__}.{module.name}").ROLES
-    return TEMPORARY_ROLES  # TEMPORARY: deleted with the block below once the roles are merged
-
-
-# --- TEMPORARY, until the roles migration is merged: the lead deletes this block ----------
-# Stand-ins for the roles the "roles" helper's migration defines (used only while
-# backoffice/migrations has no *_roles.py), so that the scenarios needing only existing pages
-# run on this branch.
-TEMPORARY_ROLES = {
-    "Supervisors": [
-        *(
-            ("payments", f"view_{model}")
-            for model in ("agent", "cashsession", "cashtransaction", "commission")
-        ),
-        ("payments", "change_cashsession"),
-        ("reporting", "view_commissionreport"),
-    ],
-    "Auditors": [
-        *(("auditing", f"view_{model}") for model in ("auditentry", "verificationrun")),
-        ("reporting", "view_commissionreport"),
-    ],
-}
-# --- end of TEMPORARY ------------------------------------------------------------------------
