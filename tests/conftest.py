@@ -6,6 +6,7 @@ import time_machine
 from django.db import connection
 
 from mailing.models import SmtpConfiguration
+from mailing.passwords import smtp_password_encrypt
 from tests.commands import CommandRun, command_run
 from tests.mailing.outbox import outbox_deliver_queued
 from tests.smtp_server import SMTP_FROM, SMTP_REPLY_TO, SmtpServer
@@ -119,6 +120,9 @@ def smtp_configure(db, project_email_backend) -> Callable[..., SmtpConfiguration
             "from_email": SMTP_FROM,
             "reply_to": SMTP_REPLY_TO,
         } | overrides
+        # A password is given in clear, and stored as the admin stores it: encrypted.
+        if "password" in fields:
+            fields["password"] = smtp_password_encrypt(fields["password"])
         for name, value in fields.items():
             setattr(config, name, value)
         config.save()
