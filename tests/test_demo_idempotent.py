@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.commands import command_run
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ZoneInfo("Indian/Antananarivo")
 FIRST_RUN = dt.datetime(2026, 3, 10, 10, 0, tzinfo=LOCAL)
@@ -143,3 +145,21 @@ def test_a_second_make_demo_adds_no_row_to_any_table_and_sends_no_email(
     after = rows_by_table(folder)
     assert {t: (before[t], n) for t, n in after.items() if n != before.get(t)} == {}
     assert emails_written(folder) == mail_before
+
+
+def test_demo_operations_explains_itself_and_refuses_production(settings):
+    shown = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", "demo_operations", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    settings.IS_PRODUCTION = True
+
+    refused = command_run("demo_operations", expect_exit=1)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "adds nothing" in " ".join(shown.stdout.split())
+    assert "refuses production" in refused.stderr

@@ -4,7 +4,10 @@ receives the password typed in the admin, a wrong key is one sentence on the mes
 the operator looks, a key is rotated without typing the password again, and a password
 stored in clear before is encrypted by the migration."""
 
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -221,3 +224,19 @@ def test_production_starts_with_two_keys_for_a_rotation():
     result = _production(SMTP_PASSWORD_KEYS=f"{new_key()},{new_key()}")
 
     assert result.returncode == 0, result.stderr
+
+
+def test_the_reencrypt_command_explains_itself_and_its_exit_codes():
+    shown = subprocess.run(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", "smtp_password_reencrypt", "--help"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "first key of SMTP_PASSWORD_KEYS" in text
+    assert "0 done (or no password stored), 1 no key decrypts it" in text
