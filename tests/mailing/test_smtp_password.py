@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from auditing.models import AuditEntry
+from mailing.checks import smtp_password_readable_check
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus, SmtpConfiguration
 from mailing.passwords import (
     SmtpPasswordUndecryptable,
@@ -240,3 +241,16 @@ def test_the_reencrypt_command_explains_itself_and_its_exit_codes():
     text = " ".join(shown.stdout.split())
     assert "first key of SMTP_PASSWORD_KEYS" in text
     assert "0 done (or no password stored), 1 no key decrypts it" in text
+
+
+def test_check_deploy_errors_when_no_key_decrypts_the_stored_password(settings):
+    config = SmtpConfiguration.load()
+    config.password = smtp_password_encrypt(LOGIN[1])
+    config.save()
+    assert smtp_password_readable_check(None) == []
+
+    settings.SMTP_PASSWORD_KEYS = [new_key()]
+    [error] = smtp_password_readable_check(None)
+
+    assert error.id == "mailing.E002"
+    assert UNDECRYPTABLE in error.msg
