@@ -19,6 +19,10 @@ STACK_OWNER_DATABASE_URL ?= postgres://cash_office_owner@127.0.0.1:5432/cash_off
 STACK_DATABASE_URL ?= postgres://cash_office_app@127.0.0.1:5432/cash_office_stack
 STACK_SUPERUSER ?= postgres
 STACK_REDIS_URL ?= redis://127.0.0.1:6379/1
+# The admin (gunicorn) and Flower listen on 127.0.0.1 at these ports; supervisord.conf and
+# the Procfile read them from the environment as WEB_PORT and FLOWER_PORT.
+STACK_WEB_PORT ?= 8000
+STACK_FLOWER_PORT ?= 5555
 export STACK_OWNER_DATABASE_URL STACK_DATABASE_URL STACK_SUPERUSER
 export FLOWER_BASIC_AUTH
 
@@ -45,11 +49,8 @@ demo: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(DEMO_ENV) $(BIN)/python manage.py sync_schedules
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
-	@echo; echo "=== The four operations, run once on the demo data ==="
-	$(DEMO_ENV) $(BIN)/python manage.py close_expired_sessions
-	$(DEMO_ENV) $(BIN)/python manage.py generate_commission_report
-	$(DEMO_ENV) $(BIN)/python manage.py verify_audit_trail --alert-on-tampering
-	$(DEMO_ENV) $(BIN)/python manage.py reconciliation_reminder --email-admins
+	@echo; echo "=== The four operations, run once on the demo data (a later make demo leaves them be) ==="
+	$(DEMO_ENV) $(BIN)/python manage.py demo_operations
 	@echo; echo "=== The outbox, delivered as cron would with no worker ==="
 	$(DEMO_ENV) $(BIN)/python manage.py deliver_pending_email --without-workers
 	@echo; echo "Mail written to var/sent-mail/. Admin: .venv/bin/python manage.py runserver, then http://127.0.0.1:8000/admin/ as admin / demo"
@@ -81,7 +82,7 @@ stack: $(STAMP) services
 		exit 2; }
 	$(MAKE) --no-print-directory stack-database
 	mkdir -p var/log var/run
-	DATABASE_URL="$$STACK_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) $(BIN)/supervisord -c scripts/supervisord.conf
+	DATABASE_URL="$$STACK_DATABASE_URL" REDIS_URL=$(STACK_REDIS_URL) WEB_PORT=$(STACK_WEB_PORT) FLOWER_PORT=$(STACK_FLOWER_PORT) $(BIN)/supervisord -c scripts/supervisord.conf
 
 # The stack's database, as the owner: the roles and the database (idempotent), migrate, the
 # application's grants (again after every migrate), the schedules and the static files.

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus, OutboxSweep, SmtpConfiguration
+from mailing.passwords import smtp_password_encrypt
 from mailing.services import email_retry_schedule, smtp_configuration_save, smtp_test_send
 from project.admin_mixins import ReadOnlyAdminMixin, SingletonAdminMixin
 
@@ -141,6 +142,7 @@ class SmtpConfigurationForm(forms.ModelForm):
     password = forms.CharField(
         required=False,
         strip=False,
+        max_length=255,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Leave empty to keep the current password.",
     )
@@ -163,9 +165,9 @@ class SmtpConfigurationForm(forms.ModelForm):
         )
 
     def clean_password(self) -> str:
-        if self.cleaned_data.get("clear_password"):
-            return ""
-        return self.cleaned_data["password"] or self.instance.password
+        typed = self.cleaned_data["password"]
+        # Encrypted here, so that the instance, and the database, only ever hold the token.
+        return smtp_password_encrypt(typed) if typed else self.instance.password
 
     def clean_port(self) -> int:
         port = self.cleaned_data["port"]

@@ -10,6 +10,7 @@ class ConfiguredEmailBackend(BaseEmailBackend):
     def __init__(self, fail_silently: bool = False, **kwargs) -> None:
         super().__init__(fail_silently=fail_silently)
         from mailing.models import SmtpConfiguration
+        from mailing.passwords import smtp_password_decrypt
 
         self.config = SmtpConfiguration.load()
         if self.config.in_use:
@@ -19,7 +20,9 @@ class ConfiguredEmailBackend(BaseEmailBackend):
                 host=self.config.host,
                 port=self.config.port,
                 username=self.config.username,
-                password=self.config.password,
+                # Raises SmtpPasswordUndecryptable (one sentence) under a wrong key: the
+                # delivery records it as the message's error, where the operator looks.
+                password=smtp_password_decrypt(self.config.password),
                 use_tls=self.config.use_tls,
                 use_ssl=self.config.use_ssl,
                 # Capped: a hanging server must not hold a delivery for the admin's minutes.

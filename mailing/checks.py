@@ -66,3 +66,27 @@ def sweeper_running_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
             id="mailing.W001",
         )
     ]
+
+
+@checks.register("mailing", deploy=True)
+def smtp_password_readable_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A lost or mistyped SMTP_PASSWORD_KEYS shows at deploy time, not at the first mail."""
+    from mailing.models import SmtpConfiguration
+    from mailing.passwords import SmtpPasswordUndecryptable, smtp_password_decrypt
+
+    try:
+        stored = SmtpConfiguration.objects.filter(pk=1).values_list("password", flat=True).first()
+    except DatabaseError:
+        return []  # mailing.W002 already says the database could not be read
+    try:
+        smtp_password_decrypt(stored or "")
+    except SmtpPasswordUndecryptable as error:
+        return [
+            checks.Error(
+                str(error),
+                hint="SMTP_PASSWORD_KEYS must still hold the key that encrypted it; README.md, "
+                '"Keys and their backup".',
+                id="mailing.E002",
+            )
+        ]
+    return []

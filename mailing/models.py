@@ -164,7 +164,11 @@ class SmtpConfiguration(SingletonModel):
     host = models.CharField(max_length=255, blank=True)
     port = models.PositiveIntegerField(default=587)
     username = models.CharField(max_length=255, blank=True)
-    password = models.CharField(max_length=255, blank=True)
+    # A Fernet token (mailing/passwords.py), never the password: the database and its
+    # backups must not give the mail account away.
+    password = models.TextField(
+        blank=True, help_text="Encrypted with SMTP_PASSWORD_KEYS; empty when there is none."
+    )
     use_tls = models.BooleanField("use STARTTLS", default=True)
     use_ssl = models.BooleanField("use SSL/TLS", default=False)
     timeout = models.PositiveIntegerField(

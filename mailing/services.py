@@ -24,6 +24,7 @@ from mailing.models import (
     EmailStatus,
     SmtpConfiguration,
 )
+from mailing.passwords import smtp_password_reencrypt
 from mailing.rendering import email_render
 from mailing.tasks import email_deliver, email_sweep
 from mailing.wakeup import worker_wake
@@ -166,3 +167,19 @@ def smtp_configuration_save(
                 data={"changed_fields": changed},
             )
     return config
+
+
+def smtp_password_rotate(*, actor: AbstractBaseUser | None = None) -> bool:
+    """Encrypt the stored SMTP password again with the first of SMTP_PASSWORD_KEYS, after a
+    new key was put first, so that the old key can then be dropped. False when no password
+    is stored. Raises SmtpPasswordUndecryptable when no key reads it (nothing is written)."""
+    with transaction.atomic():
+        config = SmtpConfiguration.objects.select_for_update().filter(pk=1).first()
+        if config is None or not config.password:
+            return False
+        config.password = smtp_password_reencrypt(config.password)
+        config.save(update_fields=["password"])
+        audit_entry_append(
+            action="smtp_configuration.password_reencrypted", actor=actor, subject=config
+        )
+    return True

@@ -1,4 +1,5 @@
-"""The rules the audit trail's keys, checkpoint sinks and site URL obey; settings.py applies them.
+"""The rules the audit trail's keys, the SMTP password keys, checkpoint sinks and site URL
+obey; settings.py applies them.
 
 Pure functions: each takes the raw value read from the environment and returns it checked
 (and decoded where that helps), or raises ``ImproperlyConfigured`` with one sentence that
@@ -13,6 +14,7 @@ import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.core.exceptions import ImproperlyConfigured
@@ -32,6 +34,13 @@ PUBLISHED_CHAIN_KEYS = frozenset({DEV_CHAIN_KEY, EXAMPLE_CHAIN_KEY})
 DEV_SIGNING_KEY = "e98peh2L1zJwFuia5p5F+Ya7Jkb5n2/Kw/yZZ1gNthI="
 DEV_PUBLIC_KEY = "EyBPOiy10fpyqupEgzWOTmAcCGTKer/ThVXlgVxL8Gs="
 ED25519_KEY_BYTES = 32
+
+# The development Fernet key of the SMTP password (mailing/passwords.py): published, so dev,
+# the demo and the tests need no set-up; production refuses it.
+DEV_SMTP_PASSWORD_KEY = "CnGBHeVKRYM_m1f_v_NDiE1Lct5WAjtEW3jRS5s_iD4="  # noqa: S105 - published
+GENERATE_SMTP_PASSWORD_KEY = (
+    'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'  # noqa: S105
+)
 
 # Stored with every entry (auditing_auditentry.key_id): short, and safe in a file name or URL.
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -216,3 +225,31 @@ def clock_skew_check(seconds: int) -> int:
             f"AUDIT_CLOCK_SKEW_SECONDS must be zero or more seconds, not {seconds}."
         )
     return seconds
+
+
+def smtp_password_keys_check(keys: list[str], *, production: bool) -> list[str]:
+    """``SMTP_PASSWORD_KEYS``: Fernet keys, comma-separated; the first encrypts, every one
+    decrypts, so that a new key can go first while the old one still reads what it wrote.
+    A key is never echoed: the message names its position only."""
+    name = "SMTP_PASSWORD_KEYS"
+    keys = [key.strip() for key in keys if key.strip()]
+    if not keys:
+        raise ImproperlyConfigured(
+            f"{name} is empty: set at least one Fernet key (generate one with "
+            f"{GENERATE_SMTP_PASSWORD_KEY})."
+        )
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, binascii.Error) as error:
+            raise ImproperlyConfigured(
+                f"{name} key {position} is not a Fernet key (the url-safe base64 of 32 "
+                f"bytes; generate one with {GENERATE_SMTP_PASSWORD_KEY})."
+            ) from error
+        if production and key == DEV_SMTP_PASSWORD_KEY:
+            raise ImproperlyConfigured(
+                f"{name} key {position} is the development key published in the repository, "
+                f"with which anyone could read the SMTP password: set a random one (generate "
+                f"it with {GENERATE_SMTP_PASSWORD_KEY})."
+            )
+    return keys

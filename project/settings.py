@@ -30,11 +30,13 @@ if IS_PRODUCTION:
     AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY")
     AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY")
     SITE_URL = env.str("SITE_URL")
+    SMTP_PASSWORD_KEYS = env.list("SMTP_PASSWORD_KEYS")
 else:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-secret-key-not-for-production")
     AUDIT_CHAIN_KEY = env.str("AUDIT_CHAIN_KEY", default=key_rules.DEV_CHAIN_KEY)
     AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", default=key_rules.DEV_SIGNING_KEY)
     SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+    SMTP_PASSWORD_KEYS = env.list("SMTP_PASSWORD_KEYS", default=[key_rules.DEV_SMTP_PASSWORD_KEY])
 # Links in emails start with it.
 SITE_URL = key_rules.site_url_clean(SITE_URL)
 
@@ -190,6 +192,12 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = BASE_DIR / "var" / "sent-mail"
 EMAIL_FALLBACK_BACKEND = EMAIL_BACKEND
+# The SMTP password set in the admin is stored encrypted (mailing/passwords.py) with these
+# Fernet keys: the first encrypts, all decrypt. To rotate, put a new key first, run
+# `manage.py smtp_password_reencrypt`, then drop the old one (README, "Keys and their backup").
+SMTP_PASSWORD_KEYS: list[str] = key_rules.smtp_password_keys_check(
+    SMTP_PASSWORD_KEYS, production=IS_PRODUCTION
+)
 EMAIL_BACKEND = "mailing.backend.ConfiguredEmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="cash-office@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL

@@ -7,6 +7,7 @@ from django.db import connection
 from django.utils import translation
 
 from mailing.models import SmtpConfiguration
+from mailing.passwords import smtp_password_encrypt
 from tests.commands import CommandRun, command_run
 from tests.mailing.outbox import outbox_deliver_queued
 from tests.smtp_server import SMTP_FROM, SMTP_REPLY_TO, SmtpServer
@@ -128,6 +129,9 @@ def smtp_configure(db, project_email_backend) -> Callable[..., SmtpConfiguration
             "from_email": SMTP_FROM,
             "reply_to": SMTP_REPLY_TO,
         } | overrides
+        # A password is given in clear, and stored as the admin stores it: encrypted.
+        if "password" in fields:
+            fields["password"] = smtp_password_encrypt(fields["password"])
         for name, value in fields.items():
             setattr(config, name, value)
         config.save()

@@ -196,10 +196,11 @@ def test_env_example_defines_every_variable_the_compose_file_uses():
 
 
 # What an operator fills in after copying .env.example: production refuses the audit keys'
-# placeholders, which are published in the repository.
+# and the SMTP password key's placeholders, which are published in the repository.
 FILLED_IN = {
     "AUDIT_CHAIN_KEY": "k" * 48,
     "AUDIT_SIGNING_KEY": base64.b64encode(bytes(range(1, 33))).decode(),
+    "SMTP_PASSWORD_KEYS": base64.urlsafe_b64encode(bytes(range(2, 34))).decode(),
 }
 
 
@@ -247,7 +248,7 @@ def test_the_example_chain_key_is_the_one_production_refuses():
 def test_compose_refuses_to_start_without_the_audit_keys_and_keeps_checkpoints_on_disk(services):
     for name in APP_SERVICES:
         environment = services[name]["environment"]
-        for variable in ("AUDIT_CHAIN_KEY", "AUDIT_SIGNING_KEY", "SITE_URL"):
+        for variable in ("AUDIT_CHAIN_KEY", "AUDIT_SIGNING_KEY", "SITE_URL", "SMTP_PASSWORD_KEYS"):
             assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", environment[variable]), name
         assert environment["AUDIT_CHECKPOINT_SINKS"].startswith("file:///"), name
 

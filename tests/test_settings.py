@@ -29,6 +29,7 @@ OWN_VARIABLES = {
     "AUDIT_CHECKPOINT_SINKS",
     "AUDITOR_EMAILS",
     "AUDIT_CLOCK_SKEW_SECONDS",
+    "SMTP_PASSWORD_KEYS",
 }
 # A production Ed25519 seed for the tests, and its public key.
 SIGNING_KEY = base64.b64encode(bytes(range(1, 33))).decode()
@@ -42,6 +43,7 @@ PRODUCTION = {
     "AUDIT_SIGNING_KEY": SIGNING_KEY,
     "AUDIT_CHECKPOINT_SINKS": "file:///var/lib/cash-office/checkpoints",
     "SITE_URL": "https://cash.example.com",
+    "SMTP_PASSWORD_KEYS": "Zm9yLXRoZS10ZXN0cy1vbmx5LW5vdC1hLXJlYWwta2U=",
 }
 
 
@@ -87,7 +89,8 @@ def _refused(result: subprocess.CompletedProcess, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "missing", ["SECRET_KEY", "AUDIT_CHAIN_KEY", "AUDIT_SIGNING_KEY", "SITE_URL"]
+    "missing",
+    ["SECRET_KEY", "AUDIT_CHAIN_KEY", "AUDIT_SIGNING_KEY", "SITE_URL", "SMTP_PASSWORD_KEYS"],
 )
 def test_production_without_a_secret_stops_with_a_clear_message(missing):
     result = _production(**{missing: None})

@@ -70,12 +70,21 @@ def program_environment(program: configparser.SectionProxy) -> dict[str, str]:
     }
 
 
+def environment_references(command: str) -> str:
+    """``${NAME:-default}`` (the Procfile's shell) and ``%(ENV_NAME)s`` (supervisord) both
+    as ``<NAME>``: the same variable read from the environment."""
+    command = re.sub(r"\$\{(\w+):-[^}]*\}", r"<\1>", command)
+    return re.sub(r"%\(ENV_(\w+)\)s", r"<\1>", command)
+
+
 def test_the_stack_runs_the_procfiles_four_processes_with_the_same_commands():
     entries = procfile()
     assert set(programs()) == set(entries) == {"web", "worker", "beat", "flower"}
     for name, program in programs().items():
-        expected_env, expected = split_environment(shlex.split(entries[name]))
-        argv = shlex.split(program["command"].replace(f"{HERE}/", ""))
+        expected_env, expected = split_environment(
+            shlex.split(environment_references(entries[name]))
+        )
+        argv = shlex.split(environment_references(program["command"].replace(f"{HERE}/", "")))
         assert argv == expected, name
         assert program["directory"] == HERE, name
         environment = program_environment(program)
@@ -106,12 +115,12 @@ def test_supervisord_runs_in_the_foreground_and_beat_exactly_once():
     assert "basic-auth" not in commands and "FLOWER_BASIC_AUTH" not in commands
 
 
-def worker_only_config(folder: Path) -> Path:
-    """The real [program:worker], run by a supervisord of the test's own: its files in
-    ``folder``, the worker's output in folder/worker.log."""
-    worker = dict(programs()["worker"])
+def worker_only_config(folder: Path, name: str = "worker") -> Path:
+    """The real [program:<name>], run by a supervisord of the test's own: its files in
+    ``folder``, the program's output in folder/<name>.log."""
+    worker = dict(programs()[name])
     worker = {key: value.replace(HERE, str(ROOT)) for key, value in worker.items()}
-    worker["stdout_logfile"] = str(folder / "worker.log")
+    worker["stdout_logfile"] = str(folder / f"{name}.log")
     lines = [
         "[supervisord]",
         "nodaemon=true",
@@ -125,7 +134,7 @@ def worker_only_config(folder: Path) -> Path:
         "supervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface",
         "[supervisorctl]",
         f"serverurl=unix://{folder / 'supervisord.sock'}",
-        "[program:worker]",
+        f"[program:{name}]",
         *(f"{key}={value}" for key, value in worker.items()),
     ]
     path = folder / "supervisord.conf"
@@ -303,6 +312,62 @@ def test_make_stack_sets_up_the_database_as_the_owner_and_runs_the_processes_as_
     assert supervisord.startswith('DATABASE_URL="$STACK_DATABASE_URL" ')
     assert lines.index(supervisord) > steps[-1]
     assert "some_db" not in "".join(lines)
+
+
+# --- The stack's ports ---------------------------------------------------------------------
+
+
+def test_the_ports_are_makefile_variables_the_processes_read_from_their_environment():
+    defaults = makefile_defaults()
+    assert (defaults["STACK_WEB_PORT"], defaults["STACK_FLOWER_PORT"]) == ("8000", "5555")
+
+    dry = make(
+        "-n",
+        "stack",
+        "FLOWER_BASIC_AUTH=ops:pw",
+        "STACK_WEB_PORT=8123",
+        "STACK_FLOWER_PORT=5666",
+    )
+
+    assert dry.returncode == 0, dry.stderr
+    [supervisord] = [line for line in dry.stdout.splitlines() if "supervisord -c" in line]
+    assert " WEB_PORT=8123 " in supervisord and " FLOWER_PORT=5666 " in supervisord
+    # Written nowhere else: supervisord reads both from its environment, and the Procfile
+    # (honcho) falls back on the Makefile's defaults.
+    assert "8000" not in CONF.read_text() and "5555" not in CONF.read_text()
+    assert "--bind 127.0.0.1:%(ENV_WEB_PORT)s" in programs()["web"]["command"]
+    assert "--bind 127.0.0.1:${WEB_PORT:-8000}" in procfile()["web"]
+    assert '--port="${FLOWER_PORT:-5555}"' in (ROOT / "scripts" / "run_flower.sh").read_text()
+
+
+def test_supervisords_web_program_listens_on_the_port_its_environment_names(tmp_path):
+    config = worker_only_config(tmp_path, "web")
+    port = free_port()
+    supervisord = subprocess.Popen(  # noqa: S603 - fixed argv
+        [str(BIN / "supervisord"), "-c", str(config)],
+        env={
+            **os.environ,
+            "DJANGO_ENV": "test",
+            "DATABASE_URL": database_url(name="stack-web"),
+            "WEB_PORT": str(port),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # Any HTTP answer will do: gunicorn took the port it was given.
+        answered = wait_until(lambda: http_status(port, None), what="gunicorn on WEB_PORT")
+    finally:
+        supervisord.terminate()
+        try:
+            supervisord.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(supervisord.pid, signal.SIGKILL)
+            supervisord.wait(timeout=10)
+
+    assert answered >= 200
+    assert f"Listening at: http://127.0.0.1:{port}" in (tmp_path / "web.log").read_text()
 
 
 def stack_database(*arguments: str, owner: str, app: str, superuser: str = "postgres"):

@@ -468,6 +468,7 @@ def test_production_refuses_a_weak_or_default_chain_key(key, refused):
         AUDIT_SIGNING_KEY=base64.b64encode(os.urandom(32)).decode(),
         AUDIT_CHECKPOINT_SINKS="file:///tmp/x",
         SITE_URL="https://cash.example.com",
+        SMTP_PASSWORD_KEYS=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         ALLOWED_HOSTS="example.com",
         DATABASE_URL=os.environ.get(
             "DATABASE_URL",

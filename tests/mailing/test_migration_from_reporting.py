@@ -20,6 +20,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.graph import MigrationGraph
 
 from mailing.models import EmailAttempt, EmailMessage, SmtpConfiguration
+from mailing.passwords import smtp_password_decrypt, smtp_password_encrypt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -278,9 +279,15 @@ def test_moving_the_email_tables_keeps_rows_permissions_and_constraints(at_lates
         (False, "SMTPRecipientsRefused: 550 mailbox unavailable"),
     ]
     config = SmtpConfiguration.objects.get()
-    assert values(config) == smtp
+    moved = values(config)
+    # The same configuration, its password now encrypted (mailing 0004).
+    assert smtp_password_decrypt(moved.pop("password")) == smtp.pop("password")
+    assert moved == smtp
     assert config.pk == 1
-    assert {name: getattr(config, name) for name in SMTP_FIELDS} == SMTP_FIELDS
+    assert {name: getattr(config, name) for name in SMTP_FIELDS} == {
+        **SMTP_FIELDS,
+        "password": config.password,
+    }
 
     # The tables, the index and the check constraint carry mailing's names.
     assert tables() == NEW_TABLES
@@ -324,7 +331,9 @@ def test_moving_the_email_tables_keeps_rows_permissions_and_constraints(at_lates
 
 def test_the_move_can_be_undone_and_redone(at_latest_afterwards):
     log = email_log_write(EmailMessage, EmailAttempt)
-    config = SmtpConfiguration(**SMTP_FIELDS)
+    config = SmtpConfiguration(
+        **{**SMTP_FIELDS, "password": smtp_password_encrypt(SMTP_FIELDS["password"])}
+    )
     config.save()
     smtp = values(config)
     content_type, _ = ContentType.objects.get_or_create(app_label="mailing", model="emailmessage")
@@ -384,6 +393,12 @@ def test_the_move_can_be_undone_and_redone(at_latest_afterwards):
     assert tables() == NEW_TABLES
     assert [values(message) for message in EmailMessage.objects.order_by("pk")] == log["messages"]
     assert [values(attempt) for attempt in EmailAttempt.objects.order_by("pk")] == log["attempts"]
-    assert values(SmtpConfiguration.objects.get()) == smtp
+    # The same configuration; undone, mailing 0004 left the password in clear, redone, it
+    # encrypted it again (another token).
+    moved = values(SmtpConfiguration.objects.get())
+    assert smtp_password_decrypt(moved.pop("password")) == smtp_password_decrypt(
+        smtp.pop("password")
+    )
+    assert moved == smtp
     assert group_permissions(clerks.pk) == [("mailing", "change_emailmessage")]
     assert content_types("reporting") == []

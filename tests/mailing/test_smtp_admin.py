@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from auditing.models import AuditEntry
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus, SmtpConfiguration
+from mailing.passwords import smtp_password_decrypt
 from mailing.selectors import outbox_status
 from tests.commands import command_run
 from tests.factories import AgentFactory, CashSessionFactory, StaffUserFactory
@@ -114,7 +115,7 @@ def test_the_configuration_cannot_be_added_or_deleted_from_the_admin(admin_clien
 def test_saved_password_is_stored_but_never_rendered_in_the_change_form(
     admin_client, with_password
 ):
-    assert with_password.password == PASSWORD
+    assert smtp_password_decrypt(with_password.password) == PASSWORD
 
     response = admin_client.get(CHANGE_URL)
 
@@ -130,13 +131,13 @@ def test_saving_with_an_empty_password_keeps_the_stored_one(admin_client, with_p
 
     config = SmtpConfiguration.load()
     assert config.host == "smtp2.example.com"
-    assert config.password == PASSWORD
+    assert smtp_password_decrypt(config.password) == PASSWORD
 
 
 def test_a_new_password_replaces_the_stored_one(admin_client, with_password):
     assert_saved(save_form(admin_client, password="n3w-Pa55"))
 
-    assert SmtpConfiguration.load().password == "n3w-Pa55"
+    assert smtp_password_decrypt(SmtpConfiguration.load().password) == "n3w-Pa55"
 
 
 def test_clear_password_removes_the_stored_one(admin_client, with_password):
