@@ -35,7 +35,7 @@ def decrypt(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailing", "0003_outbox"),
+        ("mailing", "0004_email_content_permission"),
     ]
 
     operations = [
