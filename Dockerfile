@@ -15,9 +15,11 @@ COPY tasks ./tasks
 COPY backoffice ./backoffice
 COPY scripts ./scripts
 COPY manage.py ./
+# Static files are collected with the development settings: they hash and compress exactly
+# as production does (the same STORAGES), and need none of production's secrets, which an
+# image must never hold.
 RUN pip install . \
-    && DJANGO_ENV=production SECRET_KEY=build-only AUDIT_CHAIN_KEY=build-only \
-       python manage.py collectstatic --no-input \
+    && DJANGO_ENV=dev python manage.py collectstatic --no-input \
     && useradd --system --uid 1000 app
 USER app
 

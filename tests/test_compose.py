@@ -356,6 +356,25 @@ def test_the_image_copies_every_first_party_app():
         assert re.search(rf"^COPY {app} \./{app}$", dockerfile, re.MULTILINE), app
 
 
+
+def test_the_image_collects_its_static_files_without_secrets(tmp_path):
+    """The build's collectstatic runs with the environment the Dockerfile gives it and no
+    other (no key is set at build time), with the storage production serves from."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    match = re.search(r"&& ((?:\w+=\S+ )+)python manage\.py collectstatic", dockerfile)
+    assert match, "the Dockerfile collects static files in its RUN step"
+    build_env = dict(pair.split("=", 1) for pair in match.group(1).split())
+    result = subprocess.run(  # noqa: S603 - our own manage.py, fixed arguments
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "--dry-run"],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **build_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "static files copied" in result.stdout
+
 # --- Database roles (README.md, "Database roles") ----------------------------------------
 
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "10-roles.sh"
