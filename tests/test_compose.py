@@ -356,7 +356,6 @@ def test_the_image_copies_every_first_party_app():
         assert re.search(rf"^COPY {app} \./{app}$", dockerfile, re.MULTILINE), app
 
 
-
 def test_the_image_collects_its_static_files_without_secrets(tmp_path):
     """The build's collectstatic runs with the environment the Dockerfile gives it and no
     other (no key is set at build time), with the storage production serves from."""
@@ -374,6 +373,7 @@ def test_the_image_collects_its_static_files_without_secrets(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "static files copied" in result.stdout
+
 
 # --- Database roles (README.md, "Database roles") ----------------------------------------
 
