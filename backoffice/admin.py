@@ -4,13 +4,14 @@
 # comes first in INSTALLED_APPS, so autodiscovery would reach beat's admin after ours).
 import django_celery_beat.admin as beat_admin
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat.models import PeriodicTask
 
-from backoffice.services import schedule_run_request
+from backoffice.services import RunRequested, schedule_run_request
 from tasks.inputs import InvalidInput
 
 admin.site.unregister(PeriodicTask)
@@ -55,7 +56,15 @@ class ScheduleAdmin(beat_admin.PeriodicTaskAdmin):
                     messages.ERROR,
                 )
         if queued:
-            names = ", ".join(run.schedule for run in queued)
+            # After the sends, which run when the request commits (ATOMIC_REQUESTS): the
+            # message says "queued" only for what the broker took, and still reaches the
+            # next page, since messages are stored when the response leaves.
+            transaction.on_commit(lambda: self._report_sends(request, queued))
+
+    def _report_sends(self, request: HttpRequest, requested: list[RunRequested]) -> None:
+        sent = [run.schedule for run in requested if run.sent]
+        unsent = [run.schedule for run in requested if not run.sent]
+        if sent:
             self.message_user(
                 request,
                 ngettext(
@@ -63,8 +72,18 @@ class ScheduleAdmin(beat_admin.PeriodicTaskAdmin):
                     "outcome shows in job health.",
                     "Queued %(count)d runs (%(names)s): a worker starts them shortly; their "
                     "outcomes show in job health.",
-                    len(queued),
+                    len(sent),
                 )
-                % {"count": len(queued), "names": names},
+                % {"count": len(sent), "names": ", ".join(sent)},
                 messages.SUCCESS,
+            )
+        if unsent:
+            self.message_user(
+                request,
+                gettext(
+                    "Not queued, the broker did not answer: %(names)s. Nothing will run; "
+                    "try again when the broker is back."
+                )
+                % {"names": ", ".join(unsent)},
+                messages.ERROR,
             )

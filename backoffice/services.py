@@ -18,19 +18,23 @@ from tasks.schedules import run_by_hand_kwargs
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunRequested:
     schedule: str
     task: str
     task_id: str
+    # None until the request commits and the send is tried; then whether the broker took it.
+    sent: bool | None = None
 
 
 def schedule_run_request(*, schedule: PeriodicTask, actor: AbstractBaseUser) -> RunRequested:
     """Queue one run of a schedule now, recorded as asked from the admin by ``actor``: the
     audit entry ``schedule.run_requested`` (with the Celery task id, which the run's result
     carries) commits first, and the task is sent on commit, so nothing runs for a request
-    that rolled back. Raises InvalidInput, with nothing written or sent, for a schedule
-    whose task the worker does not know or that cannot record who asked."""
+    that rolled back. ``sent`` on the result says, once the send was tried, whether the
+    broker took it: a caller that reports to a person registers its own on_commit after
+    this one (callbacks run in order). Raises InvalidInput, with nothing written or sent,
+    for a schedule whose task the worker does not know or that cannot record who asked."""
     current_app.loader.import_default_modules()
     task = current_app.tasks.get(schedule.task)
     if task is None:
@@ -67,10 +71,14 @@ def schedule_run_request(*, schedule: PeriodicTask, actor: AbstractBaseUser) -> 
             },
         )
 
+        requested = RunRequested(schedule=schedule.name, task=schedule.task, task_id=task_id)
+
         def send() -> None:
             try:
                 task.apply_async(args=args, kwargs=kwargs, **options)
+                requested.sent = True
             except Exception:  # kombu raises several kinds; the request is already committed
+                requested.sent = False
                 logger.exception(
                     "Could not send %s (schedule %s, task id %s, asked by %s) to the broker",
                     schedule.task,
@@ -80,4 +88,4 @@ def schedule_run_request(*, schedule: PeriodicTask, actor: AbstractBaseUser) -> 
                 )
 
         transaction.on_commit(send)
-    return RunRequested(schedule=schedule.name, task=schedule.task, task_id=task_id)
+    return requested

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
+from kombu.exceptions import OperationalError
 
 from auditing.models import AuditEntry
 from tasks.inputs import InvalidInput
@@ -99,10 +100,7 @@ def test_an_administrator_queues_a_run_recorded_as_admin_by_them(
     for callback in callbacks:
         callback()
 
-    assert messages_of(response) == [
-        "Queued 1 run (close_expired_sessions): a worker starts it shortly; its outcome "
-        "shows in job health."
-    ]
+    assert response.status_code == 200
     [call] = sent
     assert call["task"] == "tasks.close_expired_sessions"
     assert call["kwargs"] == {"trigger": "admin", "requested_by": "ops-admin"}
@@ -132,16 +130,46 @@ def test_the_sweeper_is_queued_with_the_admin_trigger_only(
     assert (entry.actor_name, entry.data["task_id"]) == ("ops-admin", call["task_id"])
 
 
-def test_the_message_says_queued_in_french(
-    schedules, sent, administrator, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        response = run_action(
-            client_for(administrator),
-            "close_expired_sessions",
-            "reconciliation_reminder",
-            HTTP_ACCEPT_LANGUAGE="fr",
-        )
+# The request commits for real in these: the message is written once the sends were tried.
+@pytest.mark.django_db(transaction=True)
+def test_the_message_says_queued_once_the_broker_took_the_run(schedules, sent, administrator):
+    response = run_action(client_for(administrator), "close_expired_sessions")
+
+    assert messages_of(response) == [
+        "Queued 1 run (close_expired_sessions): a worker starts it shortly; its outcome "
+        "shows in job health."
+    ]
+    assert [call["task"] for call in sent] == ["tasks.close_expired_sessions"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_the_broker_refused_is_reported_not_queued(schedules, administrator, monkeypatch):
+    task = current_app.tasks["tasks.close_expired_sessions"]
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(task, "apply_async", broker_down)
+    response = run_action(client_for(administrator), "close_expired_sessions")
+
+    assert messages_of(response) == [
+        "Not queued, the broker did not answer: close_expired_sessions. Nothing will run; "
+        "try again when the broker is back."
+    ]
+    # The request itself stays on record, with the task id that never reached a worker.
+    entry = AuditEntry.objects.get(action="schedule.run_requested")
+    assert entry.actor == administrator
+    assert not JobHealth.objects.filter(name="close_expired_sessions").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_message_says_queued_in_french(schedules, sent, administrator):
+    response = run_action(
+        client_for(administrator),
+        "close_expired_sessions",
+        "reconciliation_reminder",
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
     [message] = messages_of(response)
     assert message.startswith("2 exécutions mises en file d'attente (close_expired_sessions, ")
     assert len(sent) == 2
