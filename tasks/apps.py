@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TasksConfig(AppConfig):
     name = "tasks"
-    verbose_name = "Scheduled operations"
+    verbose_name = _("Scheduled operations")
 
     def ready(self) -> None:
         # Registers the deploy checks, and the worker signals that start the watchdog.
