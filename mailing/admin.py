@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from mailing.models import EmailAttempt, EmailMessage, EmailStatus, OutboxSweep, SmtpConfiguration
@@ -24,15 +25,15 @@ class EmailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 class DeliveryFilter(admin.SimpleListFilter):
     """Where each unsent message stands: the states an administrator acts on."""
 
-    title = "delivery"
+    title = _("delivery")
     parameter_name = "delivery"
 
     def lookups(self, request, model_admin):
         return [
-            ("retrying", "Failed, will be retried"),
-            ("gave_up", "Gave up (needs Retry delivery now)"),
-            ("sending", "Being sent"),
-            ("undelivered", "Not delivered yet (any)"),
+            ("retrying", _("Failed, will be retried")),
+            ("gave_up", _("Gave up (needs Retry delivery now)")),
+            ("sending", _("Being sent")),
+            ("undelivered", _("Not delivered yet (any)")),
         ]
 
     def queryset(self, request, queryset):
@@ -65,11 +66,11 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     actions = ["retry_delivery"]
 
-    @admin.display(description="recipients")
+    @admin.display(description=_("recipients"))
     def recipient_list(self, email: EmailMessage) -> str:
         return ", ".join(email.recipients)
 
-    @admin.display(description="next")
+    @admin.display(description=_("next"))
     def delivery(self, email: EmailMessage) -> str:
         if email.status == EmailStatus.SENDING:
             return f"being sent since {timezone.localtime(email.claimed_at):%Y-%m-%d %H:%M}"
@@ -83,7 +84,7 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # Model-level change permission runs the retry action; a message stays read-only.
         return obj is None and request.user.has_perm("mailing.change_emailmessage")
 
-    @admin.action(description="Retry delivery now", permissions=["change"])
+    @admin.action(description=_("Retry delivery now"), permissions=["change"])
     def retry_delivery(self, request: HttpRequest, queryset) -> None:
         """The way back for failed messages, including those that gave up. It only marks
         them due and wakes the sweeper: no SMTP in the request, whatever the server does.
@@ -117,9 +118,9 @@ class SmtpConfigurationForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the current password.",
+        help_text=_("Leave empty to keep the current password."),
     )
-    clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    clear_password = forms.BooleanField(required=False, help_text=_("Remove the stored password."))
 
     class Meta:
         model = SmtpConfiguration

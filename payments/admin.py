@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from payments.errors import PaymentsError
 from payments.models import (
@@ -154,17 +155,17 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     inlines = [CashTransactionInline]
     actions = ["reconcile_sessions"]
 
-    @admin.display(description="counted")
+    @admin.display(description=_("counted"))
     def counted(self, session: CashSession) -> str:
         return "not counted" if session.counted_balance is None else str(session.counted_balance)
 
-    @admin.display(description="discrepancy")
+    @admin.display(description=_("discrepancy"))
     def discrepancy_display(self, session: CashSession) -> str:
         if session.status == "open":
             return "-"
         return "not counted" if session.discrepancy is None else str(session.discrepancy)
 
-    @admin.action(description="Reconcile selected counted sessions", permissions=["change"])
+    @admin.action(description=_("Reconcile selected counted sessions"), permissions=["change"])
     def reconcile_sessions(self, request: HttpRequest, queryset: QuerySet) -> None:
         done = 0
         for session in queryset:
@@ -259,7 +260,7 @@ class CommissionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
     list_select_related = ("agent", "cash_transaction")
     actions = ["mark_paid"]
 
-    @admin.action(description="Mark selected commissions paid", permissions=["change"])
+    @admin.action(description=_("Mark selected commissions paid"), permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet) -> None:
         try:
             # The whole selection: a cancelled one refuses the batch with a clear message.
@@ -290,7 +291,7 @@ class ReconciliationReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "day"
     list_select_related = ("agent",)
 
-    @admin.display(description="sessions")
+    @admin.display(description=_("cash sessions"))
     def session_count(self, reminder: ReconciliationReminder) -> int:
         return len(reminder.session_numbers)
 

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from project.admin_mixins import ReadOnlyAdminMixin
 from reporting.models import CommissionReport, CommissionReportDelivery, CommissionReportLine
@@ -25,8 +26,8 @@ class CommissionReportDeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     model = CommissionReportDelivery
     fields = ("address", "trigger", "requested_at", "resend", "email")
-    verbose_name = "delivery"
-    verbose_name_plural = "Sent to (each address once, unless resent on purpose)"
+    verbose_name = _("delivery")
+    verbose_name_plural = _("Sent to (each address once, unless resent on purpose)")
     extra = 0
 
 
