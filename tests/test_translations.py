@@ -523,3 +523,73 @@ def test_a_cash_session_refusal_reads_in_one_language(admin_user):
             actor=admin_user,
         )
     assert f"Session {session.number} is closed;" in str(refusal.value)
+
+
+# The French alert ----------------------------------------------------------------------
+
+
+def test_the_french_tampering_alert_names_every_violation_kind_in_french(settings):
+    """Every kind a verification can find, as the alert's French reader sees it: in words
+    of the French catalogue, never the English label nor the stored code."""
+    from tasks.audit_emails import tampering_alert_queue
+
+    settings.LANGUAGE_CODE = "fr"
+    when = timezone.now()
+    fields = {
+        ViolationKind.GAP: {"sequence": 9, "expected": "8", "stored": "9"},
+        ViolationKind.TRUNCATED: {"sequence": 20, "expected": "21", "stored": "19"},
+        ViolationKind.UNKNOWN_KEY: {"sequence": 3, "stored": "k9"},
+        ViolationKind.CHECKPOINT_MISMATCH: {"sequence": 4, "expected": "a" * 64, "stored": ""},
+        ViolationKind.CHECKPOINT_INVALID: {"sequence": None, "reference": "cp.json"},
+        ViolationKind.ENFORCEMENT_OFF: {"sequence": None},
+        ViolationKind.ROW_DIFFERS: {"sequence": 5, "table": "t", "row": "1", "field": "f"},
+        ViolationKind.ROW_NOT_AUDITED: {"sequence": None, "table": "t", "row": "2"},
+        ViolationKind.AUDITED_ROW_MISSING: {"sequence": 6, "table": "t", "row": "3"},
+    }
+    violations = [
+        Violation(
+            kind=kind,
+            detail="as the verifier wrote it",
+            timestamp=when,
+            **{"sequence": position, **fields.get(kind, {})},
+        )
+        for position, kind in enumerate(ViolationKind, start=1)
+    ]
+    run = verification_run_start(
+        started_at=when,
+        trigger="beat",
+        full=True,
+        range_start=None,
+        range_end=None,
+        head=ChainHead(sequence=30, current_hash="a" * 64),
+    )
+    run = verification_run_finish(
+        run=run,
+        result=VerificationResult(
+            entries_checked=30, first_sequence=1, last_sequence=30, ranges=[(1, 30)]
+        ),
+        violations=violations,
+        duration_ms=1,
+    )
+
+    email_id = tampering_alert_queue(
+        run=run,
+        recipients=["security@example.com"],
+        head=ChainHead(sequence=30, current_hash="a" * 64),
+        last_good=None,
+    )
+
+    from mailing.models import EmailMessage
+
+    email = EmailMessage.objects.get(pk=email_id)
+    for kind in ViolationKind:
+        label = VerificationFinding.KIND_LABELS[kind]
+        with translation.override("en"):
+            english = str(label)
+        with translation.override("fr"):
+            french = str(label)
+        assert french != english
+        for body in (email.body_text, email.body_html):
+            assert french.replace("'", "&#x27;" if body is email.body_html else "'") in body
+            assert english not in body
+            assert f" {kind.value}" not in body
