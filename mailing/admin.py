@@ -118,9 +118,12 @@ class SmtpConfigurationForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label=_("Password"),
         help_text=_("Leave empty to keep the current password."),
     )
-    clear_password = forms.BooleanField(required=False, help_text=_("Remove the stored password."))
+    clear_password = forms.BooleanField(
+        required=False, label=_("Clear password"), help_text=_("Remove the stored password.")
+    )
 
     class Meta:
         model = SmtpConfiguration
@@ -181,7 +184,7 @@ class SmtpConfigurationForm(forms.ModelForm):
 
 
 class SendTestEmailForm(forms.Form):
-    recipient = forms.EmailField()
+    recipient = forms.EmailField(label=_("Recipient"))
 
 
 @admin.register(SmtpConfiguration)
@@ -240,7 +243,7 @@ class SmtpConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
         server = f"{config.host}:{config.port}" if config.in_use else "the environment's settings"
         context = {
             **self.admin_site.each_context(request),
-            "title": "Send test email",
+            "title": _("Send test email"),
             "form": form,
             "server": server,
             "opts": self.model._meta,

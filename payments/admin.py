@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from payments.errors import PaymentsError
@@ -34,12 +35,14 @@ class ReconcileForm(forms.Form):
         decimal_places=2,
         min_value=0,
         required=False,
-        help_text="Required when the session was closed without a count.",
+        label=_("Counted cash"),
+        help_text=_("Required when the session was closed without a count."),
     )
     notes = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        help_text="Required when the discrepancy exceeds the tolerance.",
+        label=_("Notes"),
+        help_text=_("Required when the discrepancy exceeds the tolerance."),
     )
 
     def __init__(self, *args, session: CashSession, **kwargs) -> None:
@@ -216,7 +219,7 @@ class CashSessionAdmin(ServiceActionsAdminMixin, admin.ModelAdmin):
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Reconcile session {session.number}",
+            "title": gettext("Reconcile session %(number)s") % {"number": session.number},
             "session": session,
             "form": form,
             "opts": self.model._meta,
