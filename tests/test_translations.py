@@ -1,9 +1,10 @@
 """Every text the admin shows has a French translation.
 
-Three checks, from the cheapest:
+The checks, from the cheapest:
 
 - the catalogues: every entry of every app's French .po is translated, none is fuzzy, and
-  the compiled .mo holds exactly what the .po says (a forgotten ``msgfmt`` shows here);
+  the compiled .mo holds exactly what the .po says (a forgotten ``msgfmt`` shows here),
+  no msgid is there twice, and the French shown is ours (not another catalogue's);
 - what the code declares: for every model and admin of our apps (app names, model and
   field names, help texts, choices, actions, filters, columns, inlines, form fields), the
   text is marked for translation and French gives another text, unless it is one of the
@@ -11,7 +12,9 @@ Three checks, from the cheapest:
 - what the pages render: a superuser with a French browser opens every admin page of our
   apps (the index, each app, each list, add, change, history and delete pages of a real
   object, and the custom pages of ``get_urls``) while every catalogue lookup that misses
-  the French catalogue is noted.
+  the French catalogue is noted; each page is also opened in English, and a heading,
+  label, header, button or action name that reads the same in both is a text nobody
+  marked for translation.
 
 The checks find the pages and texts by walking ``admin.site``: a model, an admin or a
 page added later is covered without touching this file; a model registered without data
