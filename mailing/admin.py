@@ -26,15 +26,15 @@ class EmailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 class DeliveryFilter(admin.SimpleListFilter):
     """Where each unsent message stands: the states an administrator acts on."""
 
-    title = "delivery"
+    title = _("delivery")
     parameter_name = "delivery"
 
     def lookups(self, request, model_admin):
         return [
-            ("retrying", "Failed, will be retried"),
-            ("gave_up", "Gave up (needs Retry delivery now)"),
-            ("sending", "Being sent"),
-            ("undelivered", "Not delivered yet (any)"),
+            ("retrying", _("Failed, will be retried")),
+            ("gave_up", _("Gave up (needs Retry delivery now)")),
+            ("sending", _("Being sent")),
+            ("undelivered", _("Not delivered yet (any)")),
         ]
 
     def queryset(self, request, queryset):
@@ -91,11 +91,11 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def sent(self, email: EmailMessage) -> str:
         return _local_time(email.sent_at)
 
-    @admin.display(description="recipients")
+    @admin.display(description=_("recipients"))
     def recipient_list(self, email: EmailMessage) -> str:
         return ", ".join(email.recipients)
 
-    @admin.display(description="next")
+    @admin.display(description=_("next"))
     def delivery(self, email: EmailMessage) -> str:
         if email.status == EmailStatus.SENDING:
             return f"being sent since {_local_time(email.claimed_at)}"
@@ -109,7 +109,7 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # Model-level change permission runs the retry action; a message stays read-only.
         return obj is None and request.user.has_perm("mailing.change_emailmessage")
 
-    @admin.action(description="Retry delivery now", permissions=["change"])
+    @admin.action(description=_("Retry delivery now"), permissions=["change"])
     def retry_delivery(self, request: HttpRequest, queryset) -> None:
         """The way back for failed messages, including those that gave up. It only marks
         them due and wakes the sweeper: no SMTP in the request, whatever the server does.
@@ -144,9 +144,12 @@ class SmtpConfigurationForm(forms.ModelForm):
         strip=False,
         max_length=255,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the current password.",
+        label=_("Password"),
+        help_text=_("Leave empty to keep the current password."),
     )
-    clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    clear_password = forms.BooleanField(
+        required=False, label=_("Clear password"), help_text=_("Remove the stored password.")
+    )
 
     class Meta:
         model = SmtpConfiguration
@@ -207,7 +210,7 @@ class SmtpConfigurationForm(forms.ModelForm):
 
 
 class SendTestEmailForm(forms.Form):
-    recipient = forms.EmailField()
+    recipient = forms.EmailField(label=_("Recipient"))
 
 
 @admin.register(SmtpConfiguration)
@@ -266,7 +269,7 @@ class SmtpConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
         server = f"{config.host}:{config.port}" if config.in_use else "the environment's settings"
         context = {
             **self.admin_site.each_context(request),
-            "title": "Send test email",
+            "title": _("Send test email"),
             "form": form,
             "server": server,
             "opts": self.model._meta,

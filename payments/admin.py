@@ -587,7 +587,7 @@ class ReconciliationReminderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "day"
     list_select_related = ("agent",)
 
-    @admin.display(description=_("sessions"))
+    @admin.display(description=_("cash sessions"))
     def session_count(self, reminder: ReconciliationReminder) -> int:
         return len(reminder.session_numbers)
 

@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
+from django.utils.translation import gettext_lazy as _
 
 from payments.money import (
     COMMISSION_RATE_MAX,
@@ -48,30 +49,34 @@ class SystemConfiguration(SingletonModel):
             MinValueValidator(SESSION_TIMEOUT_HOURS_MIN),
             MaxValueValidator(SESSION_TIMEOUT_HOURS_MAX),
         ],
-        help_text="An open session older than this is expired and gets closed automatically.",
+        help_text=_("An open session older than this is expired and gets closed automatically."),
+        verbose_name=_("session timeout (hours)"),
     )
     default_commission_rate = models.DecimalField(
         **RATE,
         default=Decimal("2.00"),
         validators=RATE_VALIDATORS,
-        help_text="Percent of the tax amount, for agents without a rate of their own.",
+        help_text=_("Percent of the tax amount, for agents without a rate of their own."),
+        verbose_name=_("default commission rate"),
     )
     reconciliation_tolerance = models.DecimalField(
         **MONEY,
         default=Decimal("0.00"),
         validators=[MinValueValidator(Decimal("0"))],
-        help_text="A larger discrepancy needs an explanation before the session is reconciled.",
+        help_text=_("A larger discrepancy needs an explanation before the session is reconciled."),
+        verbose_name=_("reconciliation tolerance"),
     )
     currency_code = models.CharField(
         max_length=3,
         default=DEFAULT_CURRENCY,
         choices=[(code, code) for code in MINOR_UNITS],
+        verbose_name=_("currency"),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
-        verbose_name = "system configuration"
-        verbose_name_plural = "system configuration"
+        verbose_name = _("system configuration")
+        verbose_name_plural = _("system configuration")
         constraints = [
             models.CheckConstraint(condition=Q(pk=1), name="payments_configuration_singleton_pk_1"),
             models.CheckConstraint(
@@ -103,24 +108,30 @@ class Agent(models.Model):
     """An agent partenaire who collects taxes in cash."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="agent",
+        verbose_name=_("user"),
     )
-    code = models.CharField(max_length=20, unique=True)
-    full_name = models.CharField(max_length=150)
-    phone = models.CharField(max_length=32, blank=True)
-    email = models.EmailField(blank=True)
-    location = models.CharField("collection location", max_length=150, blank=True)
+    code = models.CharField(max_length=20, unique=True, verbose_name=_("code"))
+    full_name = models.CharField(max_length=150, verbose_name=_("full name"))
+    phone = models.CharField(max_length=32, blank=True, verbose_name=_("phone"))
+    email = models.EmailField(blank=True, verbose_name=_("email"))
+    location = models.CharField(max_length=150, blank=True, verbose_name=_("collection location"))
     commission_rate = models.DecimalField(
         **RATE,
         null=True,
         blank=True,
         validators=RATE_VALIDATORS,
-        help_text="Percent. Empty means the configured default rate.",
+        help_text=_("Percent. Empty means the configured default rate."),
+        verbose_name=_("commission rate"),
     )
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=True, verbose_name=_("active"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("agent")
+        verbose_name_plural = _("agents")
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(
@@ -134,60 +145,80 @@ class Agent(models.Model):
 
 
 class SessionStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    CLOSED = "closed", "Closed"
-    RECONCILED = "reconciled", "Reconciled"
+    OPEN = "open", _("Open")
+    CLOSED = "closed", _("Closed")
+    RECONCILED = "reconciled", _("Reconciled")
 
 
 class CashSession(models.Model):
-    number = models.CharField(max_length=32, unique=True, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
-    status = models.CharField(
-        max_length=16, choices=SessionStatus.choices, default=SessionStatus.OPEN
+    number = models.CharField(max_length=32, unique=True, editable=False, verbose_name=_("number"))
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="sessions", verbose_name=_("agent")
     )
-    opened_at = models.DateTimeField()
-    opening_balance = models.DecimalField(**MONEY)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=SessionStatus.choices,
+        default=SessionStatus.OPEN,
+        verbose_name=_("status"),
+    )
+    opened_at = models.DateTimeField(verbose_name=_("opened at"))
+    opening_balance = models.DecimalField(**MONEY, verbose_name=_("opening float"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        help_text="Empty when the system closed the session.",
+        help_text=_("Empty when the system closed the session."),
+        verbose_name=_("closed by"),
     )
-    auto_closed = models.BooleanField(default=False)
+    auto_closed = models.BooleanField(default=False, verbose_name=_("closed automatically"))
     counted_balance = models.DecimalField(
-        "counted closing balance",
         **MONEY,
         null=True,
         blank=True,
-        help_text="Empty when nobody counted the cash.",
+        help_text=_("Empty when nobody counted the cash."),
+        verbose_name=_("counted closing balance"),
     )
-    expected_balance = models.DecimalField(**MONEY, null=True, blank=True)
+    expected_balance = models.DecimalField(
+        **MONEY, null=True, blank=True, verbose_name=_("expected cash")
+    )
     discrepancy = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Counted minus expected; empty when not counted."
+        **MONEY,
+        null=True,
+        blank=True,
+        help_text=_("Counted minus expected; empty when not counted."),
+        verbose_name=_("discrepancy"),
     )
-    closing_notes = models.TextField(blank=True)
-    reconciled_at = models.DateTimeField(null=True, blank=True)
+    closing_notes = models.TextField(blank=True, verbose_name=_("closing notes"))
+    reconciled_at = models.DateTimeField(null=True, blank=True, verbose_name=_("reconciled at"))
     reconciled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("reconciled by"),
     )
-    reconciliation_notes = models.TextField(blank=True)
+    reconciliation_notes = models.TextField(blank=True, verbose_name=_("reconciliation notes"))
     expiry_notified_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the agent was told the session expired and must be closed with a count.",
+        help_text=_("When the agent was told the session expired and must be closed with a count."),
+        verbose_name=_("expiry notified at"),
     )
 
     class Meta:
+        verbose_name = _("cash session")
+        verbose_name_plural = _("cash sessions")
         ordering = ["-opened_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["agent"],
                 condition=Q(status="open"),
                 name="payments_one_open_session_per_agent",
-                violation_error_message="This agent already has an open session.",
+                violation_error_message=_("This agent already has an open session."),
             ),
             models.CheckConstraint(
                 condition=Q(opening_balance__gte=0), name="payments_session_opening_not_negative"
@@ -271,34 +302,57 @@ class CashSession(models.Model):
 
 
 class TransactionStatus(models.TextChoices):
-    COMPLETED = "completed", "Completed"
-    VOIDED = "voided", "Voided"
+    COMPLETED = "completed", _("Completed")
+    VOIDED = "voided", _("Voided")
 
 
 class CashTransaction(models.Model):
     """One cash payment of a tax, with the receipt handed to the payer."""
 
-    receipt_number = models.CharField(max_length=40, unique=True, editable=False)
-    session = models.ForeignKey(CashSession, on_delete=models.PROTECT, related_name="transactions")
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="transactions")
-    payer_reference = models.CharField(max_length=100)
-    tax_amount = models.DecimalField(**MONEY)
-    amount_tendered = models.DecimalField(**MONEY)
-    change_given = models.DecimalField(**MONEY)
+    receipt_number = models.CharField(
+        max_length=40, unique=True, editable=False, verbose_name=_("receipt number")
+    )
+    session = models.ForeignKey(
+        CashSession,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        verbose_name=_("cash session"),
+    )
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="transactions", verbose_name=_("agent")
+    )
+    payer_reference = models.CharField(max_length=100, verbose_name=_("payer reference"))
+    tax_amount = models.DecimalField(**MONEY, verbose_name=_("tax amount"))
+    amount_tendered = models.DecimalField(**MONEY, verbose_name=_("amount tendered"))
+    change_given = models.DecimalField(**MONEY, verbose_name=_("change given"))
     status = models.CharField(
-        max_length=16, choices=TransactionStatus.choices, default=TransactionStatus.COMPLETED
+        max_length=16,
+        choices=TransactionStatus.choices,
+        default=TransactionStatus.COMPLETED,
+        verbose_name=_("status"),
     )
-    created_at = models.DateTimeField()
+    created_at = models.DateTimeField(verbose_name=_("created at"))
     recorded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("recorded by"),
     )
-    voided_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True, verbose_name=_("voided at"))
     voided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("voided by"),
     )
-    void_reason = models.TextField(blank=True)
+    void_reason = models.TextField(blank=True, verbose_name=_("void reason"))
 
     class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(tax_amount__gt=0), name="payments_tax_positive"),
@@ -337,31 +391,53 @@ class CashTransaction(models.Model):
 
 
 class CommissionStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    PAID = "paid", "Paid"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", _("Pending")
+    PAID = "paid", _("Paid")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class Commission(models.Model):
     cash_transaction = models.OneToOneField(
-        CashTransaction, on_delete=models.PROTECT, related_name="commission"
+        CashTransaction,
+        on_delete=models.PROTECT,
+        related_name="commission",
+        verbose_name=_("payment"),
     )
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="commissions")
-    session = models.ForeignKey(CashSession, on_delete=models.PROTECT, related_name="commissions")
-    base_amount = models.DecimalField(**MONEY)
-    rate = models.DecimalField(**RATE, help_text="Percent of the base amount.")
-    amount = models.DecimalField(**MONEY)
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="commissions", verbose_name=_("agent")
+    )
+    session = models.ForeignKey(
+        CashSession,
+        on_delete=models.PROTECT,
+        related_name="commissions",
+        verbose_name=_("cash session"),
+    )
+    base_amount = models.DecimalField(**MONEY, verbose_name=_("base amount"))
+    rate = models.DecimalField(
+        **RATE, help_text=_("Percent of the base amount."), verbose_name=_("rate")
+    )
+    amount = models.DecimalField(**MONEY, verbose_name=_("amount"))
     status = models.CharField(
-        max_length=16, choices=CommissionStatus.choices, default=CommissionStatus.PENDING
+        max_length=16,
+        choices=CommissionStatus.choices,
+        default=CommissionStatus.PENDING,
+        verbose_name=_("status"),
     )
-    created_at = models.DateTimeField()
-    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=_("paid at"))
     paid_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("paid by"),
     )
-    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True, verbose_name=_("cancelled at"))
 
     class Meta:
+        verbose_name = _("commission")
+        verbose_name_plural = _("commissions")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -408,11 +484,13 @@ class Commission(models.Model):
 class DailyCounter(models.Model):
     """Per-day counters behind human-readable numbers such as CS-20261124-0007."""
 
-    scope = models.CharField(max_length=16)
-    day = models.DateField()
-    value = models.PositiveIntegerField(default=0)
+    scope = models.CharField(max_length=16, verbose_name=_("scope"))
+    day = models.DateField(verbose_name=_("day"))
+    value = models.PositiveIntegerField(default=0, verbose_name=_("value"))
 
     class Meta:
+        verbose_name = _("daily counter")
+        verbose_name_plural = _("daily counters")
         constraints = [
             models.UniqueConstraint(fields=["scope", "day"], name="payments_daily_counter_unique")
         ]
@@ -422,25 +500,34 @@ class DailyCounter(models.Model):
 
 
 class NotificationKind(models.TextChoices):
-    SESSION_AUTO_CLOSED = "session_auto_closed", "Session closed automatically"
-    SESSION_EXPIRED = "session_expired", "Session expired"
-    RECONCILIATION_REMINDER = "reconciliation_reminder", "Reconciliation reminder"
+    SESSION_AUTO_CLOSED = "session_auto_closed", _("Session closed automatically")
+    SESSION_EXPIRED = "session_expired", _("Session expired")
+    RECONCILIATION_REMINDER = "reconciliation_reminder", _("Reconciliation reminder")
 
 
 class Notification(models.Model):
     """An in-app message to an agent. Email, when the agent has an address, is extra."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="notifications")
-    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
-    session = models.ForeignKey(
-        CashSession, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="notifications", verbose_name=_("agent")
     )
-    title = models.CharField(max_length=200)
-    message = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    read_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices, verbose_name=_("kind"))
+    session = models.ForeignKey(
+        CashSession,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
+        verbose_name=_("cash session"),
+    )
+    title = models.CharField(max_length=200, verbose_name=_("title"))
+    message = models.TextField(verbose_name=_("message"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    read_at = models.DateTimeField(null=True, blank=True, verbose_name=_("read at"))
 
     class Meta:
+        verbose_name = _("agent notification")
+        verbose_name_plural = _("agent notifications")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["agent", "read_at"])]
         constraints = [
@@ -455,8 +542,8 @@ class Notification(models.Model):
 
 
 class ReminderKind(models.TextChoices):
-    AGENT = "agent", "Agent reminder"
-    ADMIN_SUMMARY = "admin_summary", "Administrators' summary"
+    AGENT = "agent", _("Agent reminder")
+    ADMIN_SUMMARY = "admin_summary", _("Administrators' summary")
 
 
 class ReconciliationReminder(models.Model):
@@ -469,21 +556,31 @@ class ReconciliationReminder(models.Model):
     message listed, as it was sent (reminders written before sessions were keyed have
     only this)."""
 
-    kind = models.CharField(max_length=16, choices=ReminderKind.choices)
+    kind = models.CharField(max_length=16, choices=ReminderKind.choices, verbose_name=_("kind"))
     agent = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="reminders"
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reminders",
+        verbose_name=_("agent"),
     )
-    day = models.DateField(help_text="Local date the reminder was sent for.")
-    session_numbers = models.JSONField(default=list)
+    day = models.DateField(
+        help_text=_("Local date the reminder was sent for."), verbose_name=_("day")
+    )
+    session_numbers = models.JSONField(default=list, verbose_name=_("session numbers"))
     sessions = models.ManyToManyField(
         CashSession,
         through="SessionReminder",
         related_name="reconciliation_reminders",
         blank=True,
+        verbose_name=_("cash sessions"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("reconciliation reminder")
+        verbose_name_plural = _("reconciliation reminders")
         ordering = ["-day", "kind"]
         constraints = [
             models.UniqueConstraint(
@@ -514,14 +611,24 @@ class SessionReminder(models.Model):
     a session twice the same day."""
 
     reminder = models.ForeignKey(
-        ReconciliationReminder, on_delete=models.PROTECT, related_name="session_reminders"
+        ReconciliationReminder,
+        on_delete=models.PROTECT,
+        related_name="session_reminders",
+        verbose_name=_("reconciliation reminder"),
     )
     session = models.ForeignKey(
-        CashSession, on_delete=models.PROTECT, related_name="session_reminders"
+        CashSession,
+        on_delete=models.PROTECT,
+        related_name="session_reminders",
+        verbose_name=_("cash session"),
     )
-    day = models.DateField(help_text="Local date the session was reminded on.")
+    day = models.DateField(
+        help_text=_("Local date the session was reminded on."), verbose_name=_("day")
+    )
 
     class Meta:
+        verbose_name = _("session reminder")
+        verbose_name_plural = _("session reminders")
         ordering = ["-day", "session"]
         constraints = [
             models.UniqueConstraint(

@@ -169,7 +169,7 @@ def transaction_record(
         session = _lock_session(session)
         if session.status != SessionStatus.OPEN:
             raise PaymentsError(
-                f"Session {session.number} is {session.get_status_display().lower()}; "
+                f"Session {session.number} is {session.status}; "
                 "payments can only be recorded on an open session."
             )
         now = timezone.now()

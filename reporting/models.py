@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
 
 MONEY = {"max_digits": 16, "decimal_places": 2}
 
@@ -8,27 +9,36 @@ MONEY = {"max_digits": 16, "decimal_places": 2}
 class CommissionReport(models.Model):
     """A generated monthly commission report, as it was emailed."""
 
-    year = models.PositiveSmallIntegerField()
-    month = models.PositiveSmallIntegerField()
+    year = models.PositiveSmallIntegerField(verbose_name=_("year"))
+    month = models.PositiveSmallIntegerField(verbose_name=_("month"))
     trigger = models.CharField(
-        max_length=16, help_text="Who stored it: beat, manual, manual-enqueue or task."
+        max_length=16,
+        help_text=_("Who stored it: beat, manual, manual-enqueue or task."),
+        verbose_name=_("trigger"),
     )
-    generated_at = models.DateTimeField()
-    currency = models.CharField(max_length=3)
-    transactions = models.PositiveIntegerField(help_text="Completed payments.")
-    voided_transactions = models.PositiveIntegerField(default=0)
-    tax_collected = models.DecimalField(**MONEY, help_text="Completed payments only.")
-    commissions_total = models.DecimalField(**MONEY, help_text="Earned: pending + paid.")
-    pending_count = models.PositiveIntegerField()
-    pending_amount = models.DecimalField(**MONEY)
-    paid_count = models.PositiveIntegerField()
-    paid_amount = models.DecimalField(**MONEY)
-    cancelled_count = models.PositiveIntegerField()
-    cancelled_amount = models.DecimalField(**MONEY)
+    generated_at = models.DateTimeField(verbose_name=_("generated at"))
+    currency = models.CharField(max_length=3, verbose_name=_("currency"))
+    transactions = models.PositiveIntegerField(
+        help_text=_("Completed payments."), verbose_name=_("payments")
+    )
+    voided_transactions = models.PositiveIntegerField(default=0, verbose_name=_("voided payments"))
+    tax_collected = models.DecimalField(
+        **MONEY, help_text=_("Completed payments only."), verbose_name=_("tax collected")
+    )
+    commissions_total = models.DecimalField(
+        **MONEY, help_text=_("Earned: pending + paid."), verbose_name=_("commissions total")
+    )
+    pending_count = models.PositiveIntegerField(verbose_name=_("pending commissions"))
+    pending_amount = models.DecimalField(**MONEY, verbose_name=_("pending amount"))
+    paid_count = models.PositiveIntegerField(verbose_name=_("paid commissions"))
+    paid_amount = models.DecimalField(**MONEY, verbose_name=_("paid amount"))
+    cancelled_count = models.PositiveIntegerField(verbose_name=_("cancelled commissions"))
+    cancelled_amount = models.DecimalField(**MONEY, verbose_name=_("cancelled amount"))
     recipients = models.JSONField(
         default=list,
         blank=True,
-        help_text="Whom the run that stored it addressed; every delivery since is in the log.",
+        help_text=_("Whom the run that stored it addressed; every delivery since is in the log."),
+        verbose_name=_("recipients"),
     )
     duplicate_of = models.ForeignKey(
         "self",
@@ -37,12 +47,17 @@ class CommissionReport(models.Model):
         blank=True,
         related_name="duplicates",
         help_text=(
-            "Set on a second report of a month stored before reports became one per month: "
-            "the month's report is the one it points to."
+            _(
+                "Set on a second report of a month stored before reports became one per month: "
+                "the month's report is the one it points to."
+            )
         ),
+        verbose_name=_("duplicate of"),
     )
 
     class Meta:
+        verbose_name = _("commission report")
+        verbose_name_plural = _("commission reports")
         ordering = ["-year", "-month", "-generated_at"]
         constraints = [
             # One report per month whoever asks: a redelivered, retried, repeated or racing
@@ -62,18 +77,27 @@ class CommissionReport(models.Model):
 
 
 class CommissionReportLine(models.Model):
-    report = models.ForeignKey(CommissionReport, on_delete=models.CASCADE, related_name="lines")
-    agent = models.ForeignKey("payments.Agent", on_delete=models.PROTECT, related_name="+")
-    agent_code = models.CharField(max_length=20)
-    agent_name = models.CharField(max_length=150)
-    transactions = models.PositiveIntegerField()
-    tax_collected = models.DecimalField(**MONEY)
-    commission_earned = models.DecimalField(**MONEY)
-    pending_amount = models.DecimalField(**MONEY)
-    paid_amount = models.DecimalField(**MONEY)
-    cancelled_amount = models.DecimalField(**MONEY)
+    report = models.ForeignKey(
+        CommissionReport,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        verbose_name=_("commission report"),
+    )
+    agent = models.ForeignKey(
+        "payments.Agent", on_delete=models.PROTECT, related_name="+", verbose_name=_("agent")
+    )
+    agent_code = models.CharField(max_length=20, verbose_name=_("agent code"))
+    agent_name = models.CharField(max_length=150, verbose_name=_("agent name"))
+    transactions = models.PositiveIntegerField(verbose_name=_("payments"))
+    tax_collected = models.DecimalField(**MONEY, verbose_name=_("tax collected"))
+    commission_earned = models.DecimalField(**MONEY, verbose_name=_("commission earned"))
+    pending_amount = models.DecimalField(**MONEY, verbose_name=_("pending amount"))
+    paid_amount = models.DecimalField(**MONEY, verbose_name=_("paid amount"))
+    cancelled_amount = models.DecimalField(**MONEY, verbose_name=_("cancelled amount"))
 
     class Meta:
+        verbose_name = _("commission report line")
+        verbose_name_plural = _("commission report lines")
         ordering = ["agent_code"]
         constraints = [
             models.UniqueConstraint(fields=["report", "agent"], name="reporting_one_line_per_agent")
@@ -88,17 +112,31 @@ class CommissionReportDelivery(models.Model):
     report only to its recipients not yet in this log (or again, logged, with --resend)."""
 
     report = models.ForeignKey(
-        CommissionReport, on_delete=models.PROTECT, related_name="deliveries"
+        CommissionReport,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        verbose_name=_("commission report"),
     )
-    address = models.CharField(max_length=254)
-    email = models.ForeignKey("mailing.EmailMessage", on_delete=models.PROTECT, related_name="+")
-    trigger = models.CharField(max_length=16, help_text="Who asked: beat, manual, task...")
-    requested_at = models.DateTimeField()
+    address = models.CharField(max_length=254, verbose_name=_("address"))
+    email = models.ForeignKey(
+        "mailing.EmailMessage",
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("email message"),
+    )
+    trigger = models.CharField(
+        max_length=16, help_text=_("Who asked: beat, manual, task..."), verbose_name=_("trigger")
+    )
+    requested_at = models.DateTimeField(verbose_name=_("requested at"))
     resend = models.BooleanField(
-        default=False, help_text="Sent again on purpose (--resend) to an address that had it."
+        default=False,
+        help_text=_("Sent again on purpose (--resend) to an address that had it."),
+        verbose_name=_("resent"),
     )
 
     class Meta:
+        verbose_name = _("report delivery")
+        verbose_name_plural = _("report deliveries")
         ordering = ["requested_at", "pk"]
         constraints = [
             # Only a deliberate resend may send a report twice to one address.

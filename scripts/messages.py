@@ -14,7 +14,7 @@ import django
 from django.core.management import call_command
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("auditing", "mailing", "payments", "reporting", "tasks")
+APPS = ("auditing", "mailing", "payments", "reporting", "tasks", "backoffice")
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")

@@ -19,43 +19,63 @@ class JobHealth(models.Model):
     catch-up fields.
     """
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
     watched_since = models.DateTimeField(
         default=timezone.now,
-        help_text="Due times before this were never promised: a new install or a new "
-        "schedule is not overdue for runs from before it existed.",
+        help_text=_(
+            "Due times before this were never promised: a new install or a new "
+            "schedule is not overdue for runs from before it existed."
+        ),
+        verbose_name=_("watched since"),
     )
-    last_started_at = models.DateTimeField(null=True, blank=True)
-    last_trigger = models.CharField(max_length=20, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last started at"))
+    last_trigger = models.CharField(max_length=20, blank=True, verbose_name=_("last trigger"))
+    last_finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("last finished at")
+    )
     last_requested_by = models.CharField(
         max_length=150,
         blank=True,
         help_text=_("The user who ran it from the admin, if one did."),
+        verbose_name=_("last requested by"),
     )
-    last_finished_at = models.DateTimeField(null=True, blank=True)
     last_status = models.CharField(
-        max_length=20, blank=True, help_text="ok, failed or tampering; error for a crash."
+        max_length=20,
+        blank=True,
+        help_text=_("ok, failed or tampering; error for a crash."),
+        verbose_name=_("last status"),
     )
-    last_message = models.TextField(blank=True)
-    last_duration = models.DurationField(null=True, blank=True)
+    last_message = models.TextField(blank=True, verbose_name=_("last message"))
+    last_duration = models.DurationField(null=True, blank=True, verbose_name=_("last duration"))
     last_success_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the last successful run started."
+        null=True,
+        blank=True,
+        help_text=_("When the last successful run started."),
+        verbose_name=_("last success at"),
     )
     dispatch_failed_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When beat last failed to send this schedule's task (broker down).",
+        help_text=_("When beat last failed to send this schedule's task (broker down)."),
+        verbose_name=_("dispatch failed at"),
     )
-    dispatch_error = models.TextField(blank=True)
+    dispatch_error = models.TextField(blank=True, verbose_name=_("dispatch error"))
     catch_up_for = models.DateTimeField(
-        null=True, blank=True, help_text="The missed due time the last catch-up run was for."
+        null=True,
+        blank=True,
+        help_text=_("The missed due time the last catch-up run was for."),
+        verbose_name=_("catch up for"),
     )
-    catch_up_enqueued_at = models.DateTimeField(null=True, blank=True)
-    catch_up_task_id = models.CharField(max_length=255, blank=True)
+    catch_up_enqueued_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("catch up enqueued at")
+    )
+    catch_up_task_id = models.CharField(
+        max_length=255, blank=True, verbose_name=_("catch-up task id")
+    )
 
     class Meta:
-        verbose_name = "job health"
-        verbose_name_plural = "job health"
+        verbose_name = _("job health")
+        verbose_name_plural = _("job health")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -66,11 +86,15 @@ class Heartbeat(models.Model):
     """The last sign of life of a process that has no result of its own: beat's scheduler
     loop, the watchdog."""
 
-    name = models.CharField(max_length=40, unique=True)
-    beat_at = models.DateTimeField()
-    host = models.CharField(max_length=255, blank=True, help_text="host name and process id")
+    name = models.CharField(max_length=40, unique=True, verbose_name=_("name"))
+    beat_at = models.DateTimeField(verbose_name=_("last beat at"))
+    host = models.CharField(
+        max_length=255, blank=True, help_text=_("host name and process id"), verbose_name=_("host")
+    )
 
     class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -78,9 +102,9 @@ class Heartbeat(models.Model):
 
 
 class IncidentKind(models.TextChoices):
-    JOB_OVERDUE = "job_overdue", "Job overdue"
-    BEAT_SILENT = "beat_silent", "Beat silent"
-    OUTBOX_BACKLOG = "outbox_backlog", "Undelivered mail"
+    JOB_OVERDUE = "job_overdue", _("Job overdue")
+    BEAT_SILENT = "beat_silent", _("Beat silent")
+    OUTBOX_BACKLOG = "outbox_backlog", _("Undelivered mail")
 
 
 class Incident(models.Model):
@@ -88,19 +112,27 @@ class Incident(models.Model):
     it opens, one recovery notice when it clears, whatever the number of watchdog runs in
     between. The database allows a single open incident per kind and subject."""
 
-    kind = models.CharField(max_length=20, choices=IncidentKind.choices)
+    kind = models.CharField(max_length=20, choices=IncidentKind.choices, verbose_name=_("kind"))
     subject = models.CharField(
-        max_length=200, help_text="What it is about: an operation's name, beat, the outbox."
+        max_length=200,
+        help_text=_("What it is about: an operation's name, beat, the outbox."),
+        verbose_name=_("about"),
     )
-    opened_at = models.DateTimeField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    detail = models.JSONField(default=dict, blank=True, help_text="What was seen when it opened.")
+    opened_at = models.DateTimeField(verbose_name=_("opened at"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
+    detail = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_("What was seen when it opened."),
+        verbose_name=_("detail"),
+    )
     alert_email = models.ForeignKey(
         "mailing.EmailMessage",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("alert email"),
     )
     recovery_email = models.ForeignKey(
         "mailing.EmailMessage",
@@ -108,9 +140,12 @@ class Incident(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("recovery email"),
     )
 
     class Meta:
+        verbose_name = _("incident")
+        verbose_name_plural = _("incidents")
         ordering = ["-opened_at"]
         constraints = [
             models.UniqueConstraint(

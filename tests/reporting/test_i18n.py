@@ -242,12 +242,12 @@ def test_the_tampering_alert_is_french_with_the_count_the_date_and_local_times(
 
     [mail] = mailoutbox
     assert mail.subject == (
-        "[ALERTE] Falsification du journal d'audit détectée le 2026-05-20 \N{EM DASH} 1 anomalie"
+        "[ALERTE] Falsification de la piste d'audit détectée le 2026-05-20 \N{EM DASH} 1 anomalie"
     )
     text, html = bodies(mail)
-    assert text.startswith("FALSIFICATION DU JOURNAL D'AUDIT DÉTECTÉE\n")
+    assert text.startswith("FALSIFICATION DE LA PISTE D'AUDIT DÉTECTÉE\n")
     assert (
-        "du 2026-05-20 10:00 a trouvé 1 anomalie dans le journal d'audit "
+        "du 2026-05-20 10:00 a trouvé 1 anomalie dans la piste d'audit "
         "(du 2026-04-20 au 2026-05-20, date de fin incluse)." in text
     )
     assert "Horodatage : 2026-05-02 12:00:00" in text

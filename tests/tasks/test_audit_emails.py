@@ -214,7 +214,7 @@ def test_the_alert_in_french_names_each_kind_in_french(settings, mailoutbox):
     email = alert_for(run)
 
     assert email.subject == (
-        "[ALERTE] Falsification du journal d'audit détectée le 2026-05-20 — 3 anomalies"
+        "[ALERTE] Falsification de la piste d'audit détectée le 2026-05-20 — 3 anomalies"
     )
     body = email.body_text
     assert "1. Entrée n° 1 - contenu non conforme (l'entrée a été modifiée)\n" in body
@@ -643,9 +643,9 @@ def test_the_report_in_french(settings):
 
     email = EmailMessage.objects.get(pk=email_id)
     assert email.subject == (
-        "Vérification du journal d'audit du 2026-05-20 : intact, tête n° 2000 signée"
+        "Vérification de la piste d'audit du 2026-05-20 : intacte, tête n° 2000 signée"
     )
-    assert "le journal d'audit est intact." in email.body_text
+    assert "la piste d'audit est intacte." in email.body_text
     assert "Clé publique :      PUBLIC\n" in email.body_text
     assert "NOUVEAU POINT DE CONTRÔLE SIGNÉ" in email.body_text
     assert json.loads(email.attachments[0]["content"])["signature"] == "SIGNATURE"
