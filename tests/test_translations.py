@@ -63,14 +63,18 @@ SAME_IN_FRENCH = frozenset(
         "commission",
         "commissions",
         "crontabs",  # django-celery-beat's name for its cron schedules
+        "description",
         "incident",
         "incidents",
         "message",
         "notes",
         "Message-ID",  # the email header's name
         "port",
+        "session",  # a cash session, in the dashboard's and lists' columns
         "signature",
         "table",  # a database table's name
+        "total",
+        "transactions",  # the report's count of payments, as its CSV names it
     }
 )
 
@@ -225,6 +229,8 @@ def _model_texts(model):
     for field in opts.get_fields():
         if field.auto_created:
             continue  # the primary key's "ID" and the reverse relations
+        if field.model._meta.app_label not in OUR_APPS:
+            continue  # a proxy's inherited field: its admin names what it shows (below)
         yield f"{opts.label}.{field.name} verbose_name", field.verbose_name
         if field.help_text:
             yield f"{opts.label}.{field.name} help_text", field.help_text
@@ -324,6 +330,7 @@ def seeded(run_command, settings):
     settings.ADMINS = [("Admin", "admin@example.com")]
     demo_seed(now=timezone.now())
     for command in (
+        ("sync_schedules",),
         ("close_expired_sessions",),
         ("generate_commission_report", "--email", "boss@example.com"),
         ("verify_audit_trail",),
