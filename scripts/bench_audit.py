@@ -88,7 +88,6 @@ SESSIONS = max(1, PAYMENTS // PER_SESSION)
 ENTRIES = 1 + SESSIONS * (PER_SESSION + 2)
 NEW = int(os.environ.get("BENCH_AUDIT_NEW", "10000"))
 SPAN = dt.timedelta(days=400)
-COPY_BATCH = 50_000
 ALERT_FINDINGS = int(os.environ.get("BENCH_AUDIT_ALERT_FINDINGS", "100000"))
 # The first entry's action marks a chain this script made (and may therefore replace).
 MARKER_ACTION = "bench.chain_seeded"
@@ -127,9 +126,12 @@ def chain_seed() -> None:
     loaded by COPY.
 
     The audit table refuses TRUNCATE through its append-only triggers. This is the bench's
-    own database, so the triggers are skipped for this one transaction with
-    session_replication_role = replica (SET LOCAL: superuser only, reset at commit).
-    Never do this to a real trail: emptying it is exactly what the triggers stop.
+    own database, so the triggers are skipped for the TRUNCATEs only with
+    session_replication_role = replica (SET LOCAL: superuser only). Never do this to a real
+    trail: emptying it is exactly what the triggers stop. The rows are then loaded with
+    every rule of the payments tables on (payments/database_rules.py), in the services'
+    order: a wave of sessions opened, one per agent (an agent has one open session at a
+    time), their payments and commissions, then the wave closed.
     """
     key_id = settings.AUDIT_CHAIN_KEY_ID
     key = settings.AUDIT_CHAIN_KEYS[key_id]
@@ -142,6 +144,15 @@ def chain_seed() -> None:
         cursor.execute("TRUNCATE auditing_auditentry")
         cursor.execute(
             "TRUNCATE payments_commission, payments_cashtransaction, payments_cashsession CASCADE"
+        )
+        cursor.execute("SET LOCAL session_replication_role = origin")
+        # The deferred rules (foreign keys among them) check at each COPY, not all at the
+        # commit: the queue of pending checks stays one wave long.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "CREATE TEMPORARY TABLE bench_closing (id bigint, closed_at timestamptz, "
+            "counted_balance numeric, expected_balance numeric, discrepancy numeric) "
+            "ON COMMIT DROP"
         )
         tables = {name: io.StringIO() for name in COPY_COLUMNS}
         writers = {name: csv.writer(buffer) for name, buffer in tables.items()}
@@ -180,8 +191,6 @@ def chain_seed() -> None:
                 )
             )
             previous = current
-            if sequence % COPY_BATCH == 0:
-                _copy(cursor, tables)
 
         append(1, MARKER_ACTION, ("", ""), {"entries": ENTRIES, "payments": PAYMENTS})
         sequence = 1
@@ -189,6 +198,8 @@ def chain_seed() -> None:
             sequence = _session_seed(
                 session_id, agents[session_id % len(agents)], sequence, append, writers, first, step
             )
+            if session_id % len(agents) == 0:
+                _copy(cursor, tables)
         _copy(cursor, tables)
         for table in ("payments_cashsession", "payments_cashtransaction", "payments_commission"):
             cursor.execute(
@@ -198,6 +209,8 @@ def chain_seed() -> None:
         cursor.execute("ANALYZE")
 
 
+# In this order: a wave's sessions open, then their payments, their commissions, and the
+# closing of the sessions (bench_closing, applied by _copy).
 COPY_COLUMNS = {
     "auditing_auditentry": COLUMNS,
     "payments_cashsession": (
@@ -212,6 +225,7 @@ COPY_COLUMNS = {
         "id, cash_transaction_id, agent_id, session_id, base_amount, rate, amount, status, "
         "created_at"
     ),
+    "bench_closing": "id, closed_at, counted_balance, expected_balance, discrepancy",
 }
 # An empty unquoted CSV field is NULL to COPY: these text columns take it as ''.
 EMPTY_TEXT = {
@@ -219,6 +233,7 @@ EMPTY_TEXT = {
     "payments_cashsession": "closing_notes, reconciliation_notes",
     "payments_cashtransaction": "void_reason",
     "payments_commission": "status",
+    "bench_closing": "",
 }
 OPENING = Decimal("20000.00")
 RATE = Decimal("2.00")
@@ -383,22 +398,13 @@ def _session_seed(session_id, agent, sequence, append, writers, first, step) -> 
             "after": {"payments.cashsession": [session]},
         },
     )
+    # Opened, then closed once its payments are in (payments_payment_session_is_open).
     writers["payments_cashsession"].writerow(
-        (
-            session_id,
-            number,
-            agent_id,
-            "closed",
-            session["opened_at"],
-            OPENING,
-            session["closed_at"],
-            "f",
-            counted,
-            expected,
-            counted - expected,
-            "",
-            "",
-        )
+        (session_id, number, agent_id, "open", session["opened_at"], OPENING)
+        + (None, "f", None, None, None, "", "")
+    )
+    writers["bench_closing"].writerow(
+        (session_id, session["closed_at"], counted, expected, counted - expected)
     )
     return sequence
 
@@ -406,13 +412,19 @@ def _session_seed(session_id, agent, sequence, append, writers, first, step) -> 
 def _copy(cursor, tables: dict[str, io.StringIO]) -> None:
     for name, buffer in tables.items():
         buffer.seek(0)
+        not_null = f", FORCE_NOT_NULL ({EMPTY_TEXT[name]})" if EMPTY_TEXT[name] else ""
         cursor.copy_expert(
-            f"COPY {name} ({COPY_COLUMNS[name]}) FROM STDIN WITH (FORMAT csv, "
-            f"FORCE_NOT_NULL ({EMPTY_TEXT[name]}))",
+            f"COPY {name} ({COPY_COLUMNS[name]}) FROM STDIN WITH (FORMAT csv{not_null})",
             buffer,
         )
         buffer.seek(0)
         buffer.truncate()
+    cursor.execute(
+        "UPDATE payments_cashsession s SET status = 'closed', closed_at = c.closed_at, "
+        "counted_balance = c.counted_balance, expected_balance = c.expected_balance, "
+        "discrepancy = c.discrepancy FROM bench_closing c WHERE s.id = c.id"
+    )
+    cursor.execute("TRUNCATE bench_closing")
 
 
 def _checkpoint_state_clear(cursor) -> None:
