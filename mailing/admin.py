@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
@@ -98,11 +99,11 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("next"))
     def delivery(self, email: EmailMessage) -> str:
         if email.status == EmailStatus.SENDING:
-            return f"being sent since {_local_time(email.claimed_at)}"
+            return gettext("being sent since %(time)s") % {"time": _local_time(email.claimed_at)}
         if email.gave_up:
-            return f"gave up after {email.attempts} attempt(s)"
+            return gettext("gave up after %(count)d attempt(s)") % {"count": email.attempts}
         if email.status == EmailStatus.FAILED:
-            return f"retry at {_local_time(email.next_attempt_at)}"
+            return gettext("retry at %(time)s") % {"time": _local_time(email.next_attempt_at)}
         return ""
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -120,16 +121,19 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if schedule.will_retry:
             self.message_user(
                 request,
-                f"{schedule.will_retry} message(s) will be retried by the sweeper within a minute.",
+                gettext("%(count)d message(s) will be retried by the sweeper within a minute.")
+                % {"count": schedule.will_retry},
                 messages.SUCCESS,
             )
         skipped = []
         if schedule.sent:
-            skipped.append(f"{schedule.sent} already sent")
+            skipped.append(gettext("%(count)d already sent") % {"count": schedule.sent})
         if schedule.in_flight:
-            skipped.append(f"{schedule.in_flight} being sent now")
+            skipped.append(gettext("%(count)d being sent now") % {"count": schedule.in_flight})
         if skipped:
-            self.message_user(request, f"Left as they are: {', '.join(skipped)}.")
+            self.message_user(
+                request, gettext("Left as they are: %(list)s.") % {"list": ", ".join(skipped)}
+            )
 
 
 @admin.register(OutboxSweep)
@@ -183,7 +187,7 @@ class SmtpConfigurationForm(forms.ModelForm):
         timeout = self.cleaned_data["timeout"]
         if timeout < 1:
             # smtplib refuses 0 with a ValueError that no delivery attempt records.
-            raise forms.ValidationError("The timeout must be at least 1 second.")
+            raise forms.ValidationError(gettext("The timeout must be at least 1 second."))
         return timeout
 
     def clean_from_email(self) -> str:
@@ -193,9 +197,13 @@ class SmtpConfigurationForm(forms.ModelForm):
             try:
                 email_address_validate(address)
             except InvalidEmailAddress as error:
-                raise forms.ValidationError(f"Not a valid from address: {error}") from error
+                raise forms.ValidationError(
+                    gettext("Not a valid from address: %(error)s") % {"error": error}
+                ) from error
             if any(char in value for char in "\r\n"):
-                raise forms.ValidationError("The from address cannot contain a line break.")
+                raise forms.ValidationError(
+                    gettext("The from address cannot contain a line break.")
+                )
         return value
 
     def clean(self):
@@ -203,9 +211,9 @@ class SmtpConfigurationForm(forms.ModelForm):
         if cleaned.get("clear_password"):
             cleaned["password"] = ""
         if cleaned.get("use_tls") and cleaned.get("use_ssl"):
-            raise forms.ValidationError("Choose STARTTLS or SSL/TLS, not both.")
+            raise forms.ValidationError(gettext("Choose STARTTLS or SSL/TLS, not both."))
         if cleaned.get("enabled") and not cleaned.get("host"):
-            raise forms.ValidationError("An enabled configuration needs a host.")
+            raise forms.ValidationError(gettext("An enabled configuration needs a host."))
         return cleaned
 
 
@@ -258,15 +266,24 @@ class SmtpConfigurationAdmin(SingletonAdminMixin, admin.ModelAdmin):
             if email.status == EmailStatus.SENT:
                 self.message_user(
                     request,
-                    f"Test email sent to {email.recipients[0]}: the server accepted it.",
+                    gettext("Test email sent to %(address)s: the server accepted it.")
+                    % {"address": email.recipients[0]},
                     messages.SUCCESS,
                 )
             else:
-                self.message_user(request, f"Test email failed: {email.last_error}", messages.ERROR)
+                self.message_user(
+                    request,
+                    gettext("Test email failed: %(error)s") % {"error": email.last_error},
+                    messages.ERROR,
+                )
             return HttpResponseRedirect(
                 reverse("admin:mailing_smtpconfiguration_change", args=[config.pk])
             )
-        server = f"{config.host}:{config.port}" if config.in_use else "the environment's settings"
+        server = (
+            f"{config.host}:{config.port}"
+            if config.in_use
+            else gettext("the environment's settings")
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": _("Send test email"),
