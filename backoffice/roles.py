@@ -1,12 +1,12 @@
 """The three roles (README, "Roles"): Supervisors, Auditors and Administrators, each a group
 holding the least its people need. Giving someone a role is adding them to a group.
 
-The groups are brought up to these lists after every ``migrate`` by a post_migrate handler
-(``apps.py``), not by a data migration:
+The migration ``backoffice/0002_roles`` creates the groups; they are brought up to these
+lists again after every ``migrate`` by a post_migrate handler (``apps.py``), because:
 - permissions are rows that post_migrate creates, after every migration has run; the
-  handler creates them first (``create_permissions`` for every app), then looks them up;
+  sync creates them first (``create_permissions`` for every app), then looks them up;
 - a test database that a transactional test flushed (every table truncated, then
-  post_migrate sent again) gets its groups back, which a data migration, run once, would
+  post_migrate sent again) gets its groups back, which the migration, run once, would
   not give: the browser and live-server tests log people in by these group names;
 - the lists stay here, reviewed with the code, and every deploy applies them.
 A sync only adds: what a superuser granted a group on top is left alone.

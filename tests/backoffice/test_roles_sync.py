@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.sql import emit_post_migrate_signal
 
 from backoffice.roles import ROLES, roles_sync
+from tests.migrations import migrated, migrated_to_latest
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +45,21 @@ def test_a_sync_adds_what_is_missing_and_keeps_what_a_superuser_added():
         ("payments", "view_dailycounter")
     }
     assert Group.objects.filter(name="Supervisors").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_roles_migration_creates_the_groups(at_backoffice_latest_afterwards):
+    migrated(("backoffice", "0001_schedule_run_permission"))
+    Group.objects.all().delete()
+
+    migrated(("backoffice", "0002_roles"))
+
+    assert set(Group.objects.values_list("name", flat=True)) == set(ROLES)
+    for name, wanted in ROLES.items():
+        assert codenames(name) == set(wanted)
+
+
+@pytest.fixture
+def at_backoffice_latest_afterwards():
+    yield
+    migrated_to_latest()
