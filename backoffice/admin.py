@@ -17,6 +17,11 @@ from tasks.inputs import InvalidInput
 
 admin.site.unregister(PeriodicTask)
 
+# The operators' names for the site, in their language, instead of "Django administration".
+admin.site.site_header = _("Cash office")
+admin.site.site_title = _("Cash office")
+admin.site.index_title = _("Dashboard")
+
 
 class TaskNameFilter(admin.AllValuesFieldListFilter):
     def __init__(self, field, request, params, model, model_admin, field_path):

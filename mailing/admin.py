@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from mailing.addresses import InvalidEmailAddress, email_address_validate
@@ -88,7 +88,8 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def created(self, email: EmailMessage) -> str:
         return _local_time(email.created_at)
 
-    @admin.display(description=_("sent"), ordering="sent_at")
+    # "sent" is also the sweep's count of messages sent ("envoyés"): here it is a moment.
+    @admin.display(description=pgettext_lazy("when", "sent"), ordering="sent_at")
     def sent(self, email: EmailMessage) -> str:
         return _local_time(email.sent_at)
 

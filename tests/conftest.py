@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db import connection
 from django.utils import translation
 
@@ -31,6 +32,14 @@ def _language_reset():
     and nothing deactivates it: the next test would read French messages and separators."""
     yield
     translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
+def _cache_cleared():
+    """The dashboard keeps its chart for five minutes in the process's cache: a chart one
+    test drew on its data must not be another test's."""
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

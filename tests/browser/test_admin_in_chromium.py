@@ -230,7 +230,9 @@ def test_an_auditor_is_refused_a_reconciliation_and_nothing_is_written(
     assert audit_head() == head
 
 
-def test_a_stored_report_downloads_as_csv_and_xlsx_from_its_page(login, group_member, config):
+# The supervisor of the walk-through, and the auditor who reads reports too.
+@pytest.mark.parametrize("role", ["Supervisors", "Auditors"])
+def test_a_stored_report_downloads_as_csv_and_xlsx_from_its_page(login, group_member, config, role):
     october_takings(three_agents())
     start, end = period_bounds(year=2026, month=10)
     report, _ = commission_report_store(
@@ -243,7 +245,7 @@ def test_a_stored_report_downloads_as_csv_and_xlsx_from_its_page(login, group_me
     )
     lines = list(report.lines.values_list("agent_code", "agent_name", "commission_earned"))
     assert lines, "the report must have rows for the downloads to show"
-    page = login(group_member("Auditors"))
+    page = login(group_member(role))
     page.goto(f"/admin/reporting/commissionreport/{report.pk}/change/")
 
     with page.expect_download() as csv_download:

@@ -131,7 +131,7 @@ def test_the_list_shows_the_status_first_and_local_dates_to_the_minute(email, ma
 def test_the_new_columns_and_the_permission_are_in_french(email, administrator):
     response = client_for(administrator).get(CHANGELIST, HTTP_ACCEPT_LANGUAGE="fr")
     columns = [str(header["text"]) for header in response.context["result_headers"]]
-    assert {"créé", "envoyé"} <= set(columns)
+    assert {"créé", "envoyé le"} <= set(columns)
     [(_codename, label)] = EmailMessage._meta.permissions
     with translation.override("fr"):
         assert str(label) == "Peut lire le contenu et les pièces jointes des e-mails"

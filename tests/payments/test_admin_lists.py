@@ -242,7 +242,7 @@ def test_the_reconcile_page_reads_in_french(admin_client):
     assert "Tolérance" in french
     assert "non compté" in french
     assert re.search(r"1\s500,00 MGA", french)
-    assert "Obligatoire quand la session a été clôturée sans comptage." in french
+    assert "Obligatoire quand la session de caisse a été clôturée sans comptage." in french
 
 
 def test_the_wide_lists_give_the_navigation_sidebar_s_width_to_their_columns(admin_client):
