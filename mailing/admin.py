@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -48,8 +49,9 @@ class DeliveryFilter(admin.SimpleListFilter):
         }.get(self.value(), queryset)
 
 
-# Only administrators read what the messages say (reports, alerts, agents' notices); every
-# role that looks after mail sees who, what subject and how delivery went.
+# Only administrators read what the messages say (reports, alerts, the emailed copies of
+# agents' notices); every role that looks after mail sees who, what subject and how
+# delivery went.
 EMAIL_CONTENT_FIELDS = ("body_text", "body_html", "attachments")
 EMAIL_CONTENT_PERMISSION = "mailing.view_email_content"
 
@@ -83,6 +85,16 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.user.has_perm(EMAIL_CONTENT_PERMISSION):
             return fields
         return [name for name in fields if name not in EMAIL_CONTENT_FIELDS]
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # A filter in the URL (?body_text__contains=...) would read a body a letter at a
+        # time, hidden fields or not: the content is filtered on only by who may read it.
+        field = lookup.split(LOOKUP_SEP, 1)[0]
+        if field in EMAIL_CONTENT_FIELDS and not (
+            request is not None and request.user.has_perm(EMAIL_CONTENT_PERMISSION)
+        ):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, email: EmailMessage) -> str:

@@ -185,11 +185,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name='smtpconfiguration',
-            name='password',
-            field=models.CharField(blank=True, max_length=255, verbose_name='password'),
-        ),
-        migrations.AlterField(
-            model_name='smtpconfiguration',
             name='port',
             field=models.PositiveIntegerField(default=587, verbose_name='port'),
         ),

@@ -89,6 +89,27 @@ def test_without_the_content_permission_the_log_shows_no_body_and_no_attachment(
         assert secret not in page
 
 
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        "body_text__contains=SECRET TEXT",
+        "body_html__icontains=secret html",
+        "attachments__icontains=SECRET;CSV",
+    ],
+)
+def test_without_the_content_permission_the_content_cannot_be_filtered_on(
+    email, mail_viewer, administrator, lookup
+):
+    """A filter that matches or not would read a body a letter at a time: Django refuses a
+    lookup its admin does not allow with a 400 (DisallowedModelAdminLookup)."""
+    refused = client_for(mail_viewer).get(f"{CHANGELIST}?{lookup}")
+    assert refused.status_code == 400
+
+    allowed = client_for(administrator).get(f"{CHANGELIST}?{lookup}")
+    assert allowed.status_code == 200
+    assert allowed.context["cl"].result_count == 1
+
+
 @pytest.mark.parametrize("who", ["administrator", "superuser"])
 def test_administrators_read_the_body_and_the_attachments(email, administrator, admin_user, who):
     user = administrator if who == "administrator" else admin_user

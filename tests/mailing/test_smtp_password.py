@@ -201,6 +201,23 @@ def test_a_password_stored_in_clear_is_encrypted_by_the_migration_and_back(at_la
     assert stored_column() == LOGIN[1]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_long_password_keeps_its_whole_token_through_every_migration(at_latest_afterwards):
+    """A password of 200 characters gives a token longer than 255: no later migration may
+    cast the column back to varchar(255), which PostgreSQL would truncate without a word."""
+    long_password = "p" * 200
+    before = [("mailing", "0003_outbox")]
+    old = migrated(*before).loader.project_state(before).apps
+    old.get_model("mailing", "SmtpConfiguration").objects.create(
+        pk=1, host="smtp.example.com", username="mailer", password=long_password
+    )
+
+    migrated_to_latest()
+
+    assert len(stored_column()) > 255
+    assert smtp_password_decrypt(stored_column()) == long_password
+
+
 # --- Settings ---------------------------------------------------------------------------
 
 
