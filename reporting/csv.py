@@ -11,10 +11,15 @@ from django.utils.translation import gettext
 
 from reporting.figures import LINE_AMOUNTS, CommissionFigures
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-def _csv_cell(text: str) -> str:
-    # A spreadsheet would run a name starting with = + - or @ as a formula.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+
+def csv_cell(value):
+    """A text cell of a CSV defused; numbers as they are."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return f"'{value}"
+    return value
 
 
 def commission_report_header(*, currency: str) -> list[str]:
@@ -33,12 +38,12 @@ def commission_report_header(*, currency: str) -> list[str]:
 
 
 def commission_report_rows(*, figures: CommissionFigures) -> Iterator[list[str | int | Decimal]]:
-    """One row per agent under ``commission_report_header``: texts defused, numbers as
-    numbers, for each format to write its own way."""
+    """One row per agent under ``commission_report_header``: texts as stored, numbers as
+    numbers, for each format to write (and defuse) its own way."""
     for row in figures.agents:
         yield [
-            _csv_cell(row.agent_code),
-            _csv_cell(row.agent_name),
+            row.agent_code,
+            row.agent_name,
             row.transactions,
             *(getattr(row, name) for name in LINE_AMOUNTS),
         ]
@@ -51,5 +56,7 @@ def commission_report_csv(*, figures: CommissionFigures) -> str:
     # the email's language, as they always were.
     with translation.override("en"):
         writer.writerow(commission_report_header(currency=figures.currency))
-    writer.writerows(commission_report_rows(figures=figures))
+    writer.writerows(
+        [csv_cell(value) for value in row] for row in commission_report_rows(figures=figures)
+    )
     return buffer.getvalue()

@@ -9,10 +9,11 @@ from decimal import Decimal
 from django.utils.formats import get_format
 from django.utils.translation import gettext
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from reporting.csv import commission_report_header, commission_report_rows
+from reporting.csv import commission_report_header, commission_report_rows, csv_cell
 from reporting.figures import CommissionFigures
 
 # Excel guesses a CSV's encoding from a byte-order mark only: without one, a French Excel
@@ -39,7 +40,7 @@ def commission_report_csv_download(*, figures: CommissionFigures) -> bytes:
     def cell(value):
         if isinstance(value, Decimal):
             return f"{value:f}".replace(".", decimal_separator)
-        return value
+        return csv_cell(value)
 
     buffer = io.StringIO()
     buffer.write(BYTE_ORDER_MARK)
@@ -48,6 +49,12 @@ def commission_report_csv_download(*, figures: CommissionFigures) -> bytes:
     rows = commission_report_rows(figures=figures)
     writer.writerows([cell(value) for value in row] for row in rows)
     return buffer.getvalue().encode("utf-8")
+
+
+def _xlsx_text(value):
+    # openpyxl refuses control characters (a vertical tab from a name pasted from Word):
+    # the cell keeps the rest of the name rather than the download failing for good.
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
 
 
 def commission_report_xlsx(*, figures: CommissionFigures, title: str) -> bytes:
@@ -60,7 +67,11 @@ def commission_report_xlsx(*, figures: CommissionFigures, title: str) -> bytes:
     header = commission_report_header(currency=figures.currency)
     sheet.append(header)
     for row in commission_report_rows(figures=figures):
-        sheet.append(row)
+        sheet.append([_xlsx_text(value) for value in row])
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str):
+                # openpyxl stores a text starting with "=" as a formula; a name is text.
+                cell.data_type = "s"
     totals = figures.totals
     sheet.append(
         [

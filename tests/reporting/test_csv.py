@@ -45,6 +45,8 @@ def test_the_header_names_the_configured_currency(clock, config):
         ("+261 34", "'+261 34"),
         ("-1", "'-1"),
         ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
         ("Hery = Rakoto", "Hery = Rakoto"),
     ],
 )

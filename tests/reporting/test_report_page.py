@@ -200,6 +200,22 @@ def test_the_xlsx_has_a_bold_header_numbers_as_numbers_and_the_report_totals(adm
         assert sum(Decimal(str(row[column])) for row in rows[1:-1]) == Decimal(str(total[column]))
 
 
+def test_the_xlsx_keeps_a_formula_like_name_as_text_and_drops_control_characters(
+    admin_client, report
+):
+    # A name pasted from Word carries a vertical tab, which openpyxl refuses outright.
+    report.lines.filter(agent_code="AG0001").update(agent_name="Hery\x0bRakoto")
+
+    response = download(admin_client, report, "xlsx")
+
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    names = {row[0].value: row[1] for row in sheet.iter_rows(min_row=2)}
+    assert names["AG0001"].value == "HeryRakoto"
+    # Text, not a formula: an XLSX cell says which it is, so no quote is needed.
+    assert (names["AG0009"].value, names["AG0009"].data_type) == ("=Hérisoa Rasoa", "s")
+
+
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])
 def test_a_staff_user_without_the_report_permission_cannot_download(client, report, kind):
     client.force_login(StaffUserFactory())
