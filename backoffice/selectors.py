@@ -390,7 +390,7 @@ class Dashboard:
 def dashboard_figures(*, now: dt.datetime, panels: Collection[Panel]) -> Dashboard:
     # Read, never created here: a dashboard is no reason to write the configuration row,
     # and its defaults are the configuration until an administrator saves one.
-    config = SystemConfiguration.objects.filter(pk=1).first() or SystemConfiguration()
+    config = SystemConfiguration.peek()
     return Dashboard(
         now=now,
         currency=config.currency_code or DEFAULT_CURRENCY,

@@ -3,12 +3,11 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Value
-from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
@@ -58,6 +57,11 @@ class ReconcileForm(forms.Form):
 
     def __init__(self, *args, session: CashSession, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.is_bound and "counted_cash" in self.data:
+            # The page shows amounts grouped ("1 500,50", with a no-break space in French):
+            # a count typed the way it reads is accepted.
+            self.data = self.data.copy()
+            self.data["counted_cash"] = "".join(self.data["counted_cash"].split())
         if session.counted_balance is not None:
             del self.fields["counted_cash"]  # already counted at closing
         else:
@@ -132,7 +136,7 @@ def _configuration(request: HttpRequest) -> SystemConfiguration:
     """The configuration, read once per request: the admin object outlives requests, so the
     request carries it for the columns, the filter and the ordering."""
     if not hasattr(request, "_cash_configuration"):
-        request._cash_configuration = SystemConfiguration.load()
+        request._cash_configuration = SystemConfiguration.peek()
     return request._cash_configuration
 
 
@@ -404,11 +408,22 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
             *super().get_urls(),
         ]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The page itself is read-only for everyone; the way to reconcile is offered only to
+        # whoever may reconcile (the model-level change permission).
+        extra_context = {
+            **(extra_context or {}),
+            "may_reconcile": self.has_change_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def reconcile_view(self, request: HttpRequest, object_id: str):
         """One session: the count (required when nobody counted) and the notes."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        session = get_object_or_404(CashSession.objects.select_related("agent"), pk=object_id)
+        session = self.get_object(request, unquote(object_id))
+        if session is None:  # a number that is no session's, or not a number at all
+            raise Http404
         form = ReconcileForm(request.POST or None, session=session)
         if request.method == "POST" and form.is_valid():
             try:
@@ -435,7 +450,7 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
             "session": session,
             "form": form,
             "opts": self.model._meta,
-            "config": SystemConfiguration.load(),
+            "config": SystemConfiguration.peek(),
         }
         return TemplateResponse(request, "admin/payments/cashsession/reconcile.html", context)
 

@@ -7,17 +7,19 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from payments.models import SessionStatus
+from payments.models import SessionStatus, SystemConfiguration
 from tests.factories import (
     AgentFactory,
     CashSessionFactory,
     CashTransactionFactory,
     CommissionFactory,
+    StaffUserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -315,12 +317,14 @@ def test_the_payment_list_query_count_does_not_grow_with_the_rows(admin_client, 
     assert len(many) == len(few)
 
 
-def test_a_french_operator_reconciles_with_a_decimal_comma(admin_client):
+# As typed, and as the page shows amounts: grouped by a space or a no-break space.
+@pytest.mark.parametrize("typed", ["1500,00", "1 500,00", "1\xa0500,00", "1\u202f500,00"])
+def test_a_french_operator_reconciles_with_a_decimal_comma(admin_client, typed):
     session = CashSessionFactory(uncounted=True, expected_balance=Decimal("1500.00"))
 
     response = admin_client.post(
         reverse("admin:payments_cashsession_reconcile", args=[session.pk]),
-        {"counted_cash": "1500,00", "notes": ""},
+        {"counted_cash": typed, "notes": ""},
         headers={"accept-language": "fr"},
     )
 
@@ -328,3 +332,31 @@ def test_a_french_operator_reconciles_with_a_decimal_comma(admin_client):
     session.refresh_from_db()
     assert session.status == SessionStatus.RECONCILED
     assert session.counted_balance == Decimal("1500.00")
+
+
+def test_the_reconcile_page_of_no_session_is_not_found(admin_client):
+    for object_id in ("abc", "999999"):
+        url = f"/admin/payments/cashsession/{object_id}/reconcile/"
+        assert admin_client.get(url).status_code == 404
+
+
+def test_a_list_opened_on_a_fresh_database_writes_no_configuration(admin_client):
+    SystemConfiguration.objects.all().delete()
+
+    assert admin_client.get(reverse("admin:payments_cashsession_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:payments_cashtransaction_changelist")).status_code == 200
+
+    assert not SystemConfiguration.objects.exists()
+
+
+def test_the_reconcile_link_is_offered_only_to_whoever_may_reconcile(client, admin_client):
+    session = CashSessionFactory(uncounted=True, expected_balance=Decimal("1500.00"))
+    page = reverse("admin:payments_cashsession_change", args=[session.pk])
+    viewer = StaffUserFactory()
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_cashsession"))
+    client.force_login(viewer)
+
+    assert "/reconcile/" in admin_client.get(page).content.decode()
+    viewed = client.get(page)
+    assert viewed.status_code == 200
+    assert "/reconcile/" not in viewed.content.decode()
