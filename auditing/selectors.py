@@ -35,6 +35,16 @@ def audit_entry_get(*, sequence: int) -> AuditEntry | None:
     return AuditEntry.objects.filter(sequence=sequence).first()
 
 
+def audit_entry_exists(*, action: str, actor_name: str, **data: str) -> bool:
+    """Whether an entry of ``action`` by ``actor_name`` records these values in its data
+    (the index on action keeps this to that action's few entries)."""
+    return AuditEntry.objects.filter(
+        action=action,
+        actor_name=actor_name,
+        **{f"data__{key}": value for key, value in data.items()},
+    ).exists()
+
+
 def audit_hashes_at(*, sequences: Iterable[int]) -> dict[int, str]:
     """The stored hash of each entry at these sequences (an absent key: no such entry)."""
     wanted = sorted(set(sequences))

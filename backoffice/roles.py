@@ -9,8 +9,12 @@ lists again after every ``migrate`` by a post_migrate handler (``apps.py``), bec
   post_migrate sent again) gets its groups back, which the migration, run once, would
   not give: the browser and live-server tests log people in by these group names;
 - the lists stay here, reviewed with the code, and every deploy applies them.
-A sync only adds: what a superuser granted a group on top is left alone.
+A sync sets each group to exactly its list, and logs what it changed: a role is what the
+code says it is, reviewed with it, so a permission granted or removed by hand in the admin
+is put back at the next deploy, visibly (give someone more through a group of your own).
 """
+
+import logging
 
 from django.apps import apps
 from django.contrib.auth.management import create_permissions
@@ -21,6 +25,8 @@ from django.db.models import Q
 SUPERVISORS = "Supervisors"
 AUDITORS = "Auditors"
 ADMINISTRATORS = "Administrators"
+
+logger = logging.getLogger(__name__)
 
 
 def _view(app_label: str, *models: str) -> list[tuple[str, str]]:
@@ -99,8 +105,8 @@ ROLES: dict[str, list[tuple[str, str]]] = {
 
 
 def roles_sync(*, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Create the groups that are missing and give each group the permissions of its role
-    that it lacks. Idempotent."""
+    """Create the groups that are missing and set each to exactly its role's permissions,
+    logging what changed. Idempotent."""
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0, using=using)
     with transaction.atomic(using=using):
@@ -116,8 +122,19 @@ def roles_sync(*, using: str = DEFAULT_DB_ALIAS) -> None:
             if missing := sorted(natural_keys - found):
                 # A mistake in the lists above: fail the migrate loudly, grant nothing.
                 raise LookupError(f"The {name} role names unknown permissions: {missing}")
-            group, _ = Group.objects.using(using).get_or_create(name=name)
-            group.permissions.add(*permissions)
+            group, created = Group.objects.using(using).get_or_create(name=name)
+            held = (
+                set(natural_keys)  # a new group is what its list says: nothing to report
+                if created
+                else set(group.permissions.values_list("content_type__app_label", "codename"))
+            )
+            if added := sorted(natural_keys - held):
+                logger.warning("Role %s: granted %s, as backoffice/roles.py lists", name, added)
+            if removed := sorted(held - natural_keys):
+                logger.warning(
+                    "Role %s: withdrew %s, which backoffice/roles.py does not list", name, removed
+                )
+            group.permissions.set(permissions)
 
 
 def roles_sync_after_migrate(sender, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:

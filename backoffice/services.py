@@ -13,6 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 from auditing.services import audit_entry_append
 from tasks.inputs import InvalidInput
+from tasks.runner import RUN_REQUESTED_ACTION
 from tasks.schedules import run_by_hand_kwargs
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def schedule_run_request(*, schedule: PeriodicTask, actor: AbstractBaseUser) -> 
         options["queue"] = schedule.queue
     with transaction.atomic():
         audit_entry_append(
-            action="schedule.run_requested",
+            action=RUN_REQUESTED_ACTION,
             actor=actor,
             subject=schedule,
             data={

@@ -2,6 +2,7 @@ from email.utils import parseaddr
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models.constants import LOOKUP_SEP
@@ -41,12 +42,18 @@ class DeliveryFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         failed = queryset.filter(status=EmailStatus.FAILED)
-        return {
+        filtered = {
             "retrying": failed.filter(next_attempt_at__isnull=False),
             "gave_up": failed.filter(next_attempt_at__isnull=True),
             "sending": queryset.filter(status=EmailStatus.SENDING),
             "undelivered": queryset.exclude(status=EmailStatus.SENT),
-        }.get(self.value(), queryset)
+        }
+        if self.value() is None:
+            return queryset
+        if self.value() not in filtered:
+            # The admin's "invalid filter" page, rather than every message as if unfiltered.
+            raise IncorrectLookupParameters(self.value())
+        return filtered[self.value()]
 
 
 # Only administrators read what the messages say (reports, alerts, the emailed copies of

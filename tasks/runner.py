@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
+from auditing.selectors import audit_entry_exists
 from tasks.health.services import job_run_crashed, job_run_finished, job_run_started
 from tasks.inputs import InvalidInput, text_option
 from tasks.locking import OperationAlreadyRunning, operation_lock
@@ -63,6 +64,8 @@ def trigger_parse(value: Any) -> Trigger:
         raise InvalidInput(f"trigger must be one of {choices} (got {value!r:.40}).") from None
 
 
+# The audit entry the admin writes when a user runs a schedule by hand (backoffice).
+RUN_REQUESTED_ACTION = "schedule.run_requested"
 # As long as a username (django.contrib.auth's AbstractUser).
 REQUESTED_BY_MAX_LENGTH = 150
 
@@ -124,13 +127,29 @@ def _run_recording_health(
 
 
 def operation_task_body(
-    operation: Operation, /, *, trigger: Any, requested_by: Any = None, **arguments: Any
+    operation: Operation,
+    /,
+    *,
+    task_id: str | None,
+    trigger: Any,
+    requested_by: Any = None,
+    **arguments: Any,
 ) -> Any:
     """The body of an operation's Celery task: bad arguments fail the task with one
     clear error before anything is written; the result leaves as JSON."""
     options = operation.parse(**arguments)
     checked_trigger = trigger_parse(trigger)
     requester = requested_by_parse(requested_by, trigger=checked_trigger)
+    if checked_trigger is Trigger.ADMIN and not audit_entry_exists(
+        action=RUN_REQUESTED_ACTION, actor_name=requester, task_id=task_id
+    ):
+        # Anyone who can send a task (Flower, a schedule's stored arguments) could write
+        # trigger "admin" and any name: a run is the admin's, by that user, only when the
+        # admin recorded the request for this very task id.
+        raise InvalidInput(
+            f"trigger {Trigger.ADMIN.value!r} is for a run asked for in the admin: no "
+            f"{RUN_REQUESTED_ACTION} entry by {requester!r:.40} names this task."
+        )
     try:
         result = operation_execute(
             operation, options=options, trigger=checked_trigger, requested_by=requester

@@ -57,6 +57,7 @@ def close_expired_sessions(
 ) -> dict[str, Any]:
     return operation_task_body(
         close_expired_sessions_operation.OPERATION,
+        task_id=self.request.id,
         trigger=trigger,
         requested_by=requested_by,
         dry_run=dry_run,
@@ -80,6 +81,7 @@ def generate_commission_report(
 ) -> dict[str, Any]:
     return operation_task_body(
         generate_commission_report_operation.OPERATION,
+        task_id=self.request.id,
         trigger=trigger,
         requested_by=requested_by,
         year=year,
@@ -107,6 +109,7 @@ def verify_audit_trail(
     return _failing_on_tampering(
         operation_task_body(
             verify_audit_trail_operation.OPERATION,
+            task_id=self.request.id,
             trigger=trigger,
             requested_by=requested_by,
             start_date=start_date,
@@ -131,6 +134,7 @@ def audit_checkpoint(
     return _failing_on_tampering(
         operation_task_body(
             audit_checkpoint_operation.OPERATION,
+            task_id=self.request.id,
             trigger=trigger,
             requested_by=requested_by,
             alert_on_tampering=alert_on_tampering,
@@ -167,6 +171,7 @@ def reconciliation_reminder(
 ) -> dict[str, Any]:
     return operation_task_body(
         reconciliation_reminder_operation.OPERATION,
+        task_id=self.request.id,
         trigger=trigger,
         requested_by=requested_by,
         days=days,

@@ -1,6 +1,8 @@
 """The groups follow backoffice/roles.py after every migrate: created when missing (a test
-database flushed by a transactional test gets them back), completed when a permission is
-missing, and never stripped of what a superuser added."""
+database flushed by a transactional test gets them back), and set to exactly their lists,
+with what changed logged."""
+
+import logging
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -32,19 +34,24 @@ def test_after_a_flush_post_migrate_brings_the_groups_back():
     assert codenames("Auditors") == set(ROLES["Auditors"])
 
 
-def test_a_sync_adds_what_is_missing_and_keeps_what_a_superuser_added():
+def test_a_sync_sets_each_role_to_its_list_and_says_what_it_changed(caplog):
     supervisors = Group.objects.get(name="Supervisors")
     supervisors.permissions.remove(Permission.objects.get(codename="change_cashsession"))
-    extra = Permission.objects.get(codename="view_dailycounter")
-    supervisors.permissions.add(extra)
+    supervisors.permissions.add(Permission.objects.get(codename="view_dailycounter"))
 
-    roles_sync()
-    roles_sync()
+    with caplog.at_level(logging.WARNING, logger="backoffice.roles"):
+        roles_sync()
+        roles_sync()
 
-    assert codenames("Supervisors") == set(ROLES["Supervisors"]) | {
-        ("payments", "view_dailycounter")
-    }
+    assert codenames("Supervisors") == set(ROLES["Supervisors"])
     assert Group.objects.filter(name="Supervisors").count() == 1
+    # Said once each, at the sync that changed it; the second sync had nothing to say.
+    assert [record.getMessage() for record in caplog.records] == [
+        "Role Supervisors: granted [('payments', 'change_cashsession')], as "
+        "backoffice/roles.py lists",
+        "Role Supervisors: withdrew [('payments', 'view_dailycounter')], which "
+        "backoffice/roles.py does not list",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -112,7 +112,9 @@ def test_an_administrator_queues_a_run_recorded_as_admin_by_them(
     assert entry.data["kwargs"]["trigger"] == "admin"
 
     # The worker runs exactly what was sent: its job health names the trigger and the user.
-    result = current_app.tasks["tasks.close_expired_sessions"].apply(kwargs=call["kwargs"])
+    result = current_app.tasks["tasks.close_expired_sessions"].apply(
+        kwargs=call["kwargs"], task_id=call["task_id"]
+    )
     assert result.successful(), result.result
     health = JobHealth.objects.get(name="close_expired_sessions")
     assert (health.last_trigger, health.last_requested_by) == ("admin", "ops-admin")
@@ -235,7 +237,29 @@ def test_a_task_outside_the_registry_is_refused_with_nothing_sent_or_written(
     ],
 )
 def test_a_run_names_its_requester_exactly_when_an_administrator_asked(arguments, error):
+    # The arguments are refused before the audit trail is consulted.
     result = current_app.tasks["tasks.close_expired_sessions"].apply(kwargs=arguments)
     assert isinstance(result.result, InvalidInput)
     assert str(result.result).startswith(error)
+    assert not JobHealth.objects.filter(last_started_at__isnull=False).exists()
+
+
+def test_a_run_posing_as_an_admin_run_without_its_request_is_refused(
+    schedules, sent, administrator, django_capture_on_commit_callbacks
+):
+    """Flower, or a schedule's stored arguments, can send trigger "admin" with any name:
+    only the task id the admin recorded for that user runs as theirs."""
+    with django_capture_on_commit_callbacks(execute=True):
+        run_action(client_for(administrator), "close_expired_sessions")
+    [call] = sent
+    task = current_app.tasks["tasks.close_expired_sessions"]
+
+    forged = [
+        task.apply(kwargs={"trigger": "admin", "requested_by": "ops-admin"}),  # another id
+        task.apply(kwargs={"trigger": "admin", "requested_by": "alice"}, task_id=call["task_id"]),
+    ]
+
+    for result in forged:
+        assert isinstance(result.result, InvalidInput)
+        assert str(result.result).startswith("trigger 'admin' is for a run asked for in the admin")
     assert not JobHealth.objects.filter(last_started_at__isnull=False).exists()

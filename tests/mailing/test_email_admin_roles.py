@@ -156,3 +156,8 @@ def test_the_new_columns_and_the_permission_are_in_french(email, administrator):
     [(_codename, label)] = EmailMessage._meta.permissions
     with translation.override("fr"):
         assert str(label) == "Peut lire le contenu et les pièces jointes des e-mails"
+
+
+def test_an_unknown_delivery_filter_is_refused_not_ignored(email, administrator):
+    response = client_for(administrator).get(f"{CHANGELIST}?delivery=xyz")
+    assert response.status_code == 302 and response.url.endswith("?e=1")
