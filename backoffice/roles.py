@@ -78,6 +78,9 @@ _ADMINISTRATORS = [
     *_view("payments", "dailycounter"),
     ("payments", "add_agent"),
     ("payments", "change_agent"),
+    # To link an agent to their login (the agent form's user field searches the users);
+    # viewing users grants no way to change one.
+    ("auth", "view_user"),
     ("payments", "change_systemconfiguration"),
     ("payments", "change_commission"),
     *_manage(

@@ -54,7 +54,7 @@ def read_only(codes: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
 
 PAGES: dict[str, dict[str, tuple[int, int, int]]] = {
     "auth.group": {**read_only(NO)},
-    "auth.user": {**read_only(NO), "auth_user_password_change": NO},
+    "auth.user": {**read_only(ADMINS), "auth_user_password_change": NO},
     # Schedules: administrators manage them.
     **{
         f"django_celery_beat.{model}": {**read_only(ADMINS), "add": ADMINS, "delete": ADMINS}
@@ -113,7 +113,7 @@ PAGES: dict[str, dict[str, tuple[int, int, int]]] = {
 }
 
 APP_INDEXES: dict[str, tuple[int, int, int]] = {
-    "auth": (404, 404, 404),
+    "auth": (404, 404, 200),
     "django_celery_beat": (404, 404, 200),
     "django_celery_results": (404, 404, 200),
     "auditing": (404, 200, 200),
@@ -335,7 +335,14 @@ def test_a_staff_user_without_a_role_sees_nothing(every_model):
 def test_the_roles_grant_no_user_administration_and_auditors_change_nothing():
     for name in GROUPS.values():
         group = Group.objects.get(name=name)
-        assert not group.permissions.filter(content_type__app_label="auth").exists()
+        # Administrators see users, to link an agent to one; nobody may change one.
+        allowed = {"view_user"} if name == "Administrators" else set()
+        held = set(
+            group.permissions.filter(content_type__app_label="auth").values_list(
+                "codename", flat=True
+            )
+        )
+        assert held == allowed
     administrators = Group.objects.get(name="Administrators")
     assert administrators.permissions.filter(codename="run_schedule").exists()
     assert administrators.permissions.filter(codename="view_email_content").exists()
@@ -354,3 +361,19 @@ def test_the_roles_grant_no_user_administration_and_auditors_change_nothing():
         "view_commissionreportline",
         "view_commissionreportdelivery",
     }
+
+
+def test_an_administrator_finds_the_user_to_link_an_agent_to(client):
+    """The agent form's user field is an autocomplete, which asks for view on users."""
+    user = StaffUserFactory(username="ops-admin")
+    user.groups.add(Group.objects.get(name=GROUPS["administrator"]))
+    StaffUserFactory(username="rakoto")
+    client.force_login(user)
+
+    response = client.get(
+        "/admin/autocomplete/",
+        {"term": "rako", "app_label": "payments", "model_name": "agent", "field_name": "user"},
+    )
+
+    assert response.status_code == 200
+    assert [result["text"] for result in response.json()["results"]] == ["rakoto"]
