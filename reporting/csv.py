@@ -9,17 +9,8 @@ from decimal import Decimal
 from django.utils import translation
 from django.utils.translation import gettext
 
+from project.spreadsheets import csv_cell
 from reporting.figures import LINE_AMOUNTS, CommissionFigures
-
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP's list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value):
-    """A text cell of a CSV defused; numbers as they are."""
-    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
-        return f"'{value}"
-    return value
 
 
 def commission_report_header(*, currency: str) -> list[str]:

@@ -13,7 +13,8 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from reporting.csv import commission_report_header, commission_report_rows, csv_cell
+from project.spreadsheets import csv_cell
+from reporting.csv import commission_report_header, commission_report_rows
 from reporting.figures import CommissionFigures
 
 # Excel guesses a CSV's encoding from a byte-order mark only: without one, a French Excel

@@ -2,6 +2,7 @@
 a superuser's acknowledgement of a checkpoint finding."""
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 
@@ -11,6 +12,7 @@ from django.db import connection
 from django.urls import reverse
 
 from auditing.chain import Violation, ViolationKind
+from auditing.exports import FINDINGS_CSV_HEADER
 from auditing.models import AuditEntry, Checkpoint, VerificationFinding, VerificationRun
 from auditing.selectors import (
     CHECKPOINT_ACKNOWLEDGED,
@@ -220,6 +222,21 @@ def test_findings_csv_download_holds_every_finding(admin_client):
     assert rows[0][:3] == ["position", "sequence", "kind"]
     assert [row[0] for row in rows[1:]] == [str(n) for n in range(1, 251)]
     assert rows[1][3] == "content mismatch (the entry was changed)"
+
+
+def test_a_stored_value_a_spreadsheet_would_run_is_defused_in_the_findings_csv(admin_client):
+    """Whoever tampered chose the stored value: it must not run in an auditor's Excel."""
+    append(3)
+    tampered = dataclasses.replace(content_mismatch(2), stored='=HYPERLINK("http://x")')
+    run = stored_run([tampered])
+
+    response = admin_client.get(
+        reverse("admin:auditing_verificationrun_findings_csv", args=[run.pk])
+    )
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1][FINDINGS_CSV_HEADER.index("stored")] == '\'=HYPERLINK("http://x")'
+    assert rows[1][FINDINGS_CSV_HEADER.index("expected")] == "a" * 64
 
 
 def test_runs_are_read_only(admin_client):
