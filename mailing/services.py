@@ -50,11 +50,36 @@ def email_queue(
     ``template`` names ``<template>.subject.txt``, ``<template>.txt`` and
     ``<template>.html``, rendered in the email language.
     """
+    email = email_draft(
+        purpose=purpose,
+        recipients=recipients,
+        template=template,
+        context=context,
+        about=about,
+        subject_object=subject_object,
+        attachments=attachments,
+    )
+    [email] = emails_queue(emails=[email])
+    return email
+
+
+def email_draft(
+    *,
+    purpose: str,
+    recipients: Sequence[str],
+    template: str,
+    context: Mapping[str, Any],
+    about: str = "",
+    subject_object: models.Model | None = None,
+    attachments: Iterable[Mapping[str, str]] = (),
+) -> EmailMessage:
+    """The message ``email_queue`` would log, rendered but not saved: a batch of work
+    queues its messages together with ``emails_queue``."""
     addresses = [email_address_validate(address) for address in recipients]
     if not addresses:
         raise ValueError("an email needs at least one recipient")
     rendered = email_render(template=template, context=context)
-    email = EmailMessage.objects.create(
+    return EmailMessage(
         purpose=purpose,
         about=about,
         subject_type=subject_object._meta.label_lower if subject_object is not None else "",
@@ -65,9 +90,23 @@ def email_queue(
         body_html=rendered.body_html,
         attachments=[dict(attachment) for attachment in attachments],
     )
+
+
+def emails_queue(*, emails: Sequence[EmailMessage]) -> list[EmailMessage]:
+    """Log drafted messages in the outbox in one statement, in the caller's transaction;
+    once that commits, ask a worker for each."""
+    if not emails:
+        return []
+    queued = EmailMessage.objects.bulk_create(emails)
+    ids = [email.pk for email in queued]
+
+    def wake() -> None:
+        for email_id in ids:
+            worker_wake(email_deliver, email_id=email_id)
+
     # robust: a wake-up that fails must never surface as a failure of the committed work.
-    transaction.on_commit(lambda: worker_wake(email_deliver, email_id=email.pk), robust=True)
-    return email
+    transaction.on_commit(wake, robust=True)
+    return queued
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ its audit entry, so a change never lands without its entry, nor an entry without
 import datetime as dt
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -18,11 +18,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from auditing.rows import AFTER
-from auditing.services import audit_entry_append
+from auditing.services import AuditEntryDraft, audit_entries_append, audit_entry_append
 from mailing.addresses import InvalidEmailAddress, email_address_validate
 from mailing.models import EmailMessage
 from mailing.rendering import subject_render, text_render
-from mailing.services import email_queue
+from mailing.services import email_draft, email_queue, emails_queue
 from payments.audited import states_after
 from payments.errors import PaymentsError
 from payments.models import (
@@ -44,6 +44,7 @@ from payments.models import (
 from payments.money import DEFAULT_CURRENCY, commission_for, format_money, round_money
 from payments.selectors import (
     AgentBacklog,
+    ExpiredSession,
     ReconciliationBacklog,
     completed_payments_total,
     expected_balance,
@@ -283,8 +284,14 @@ def _close_locked_session(
     notes: str,
     auto_closed: bool,
     audit_data: dict | None = None,
+    expected: Decimal | None = None,
+    entries: list[AuditEntryDraft] | None = None,
 ) -> CashSession:
-    expected = session_expected_balance(session=session)
+    """``expected`` and ``entries``: for a batch, which reads the expected cash of all its
+    sessions at once and appends their entries together (the entry is added to
+    ``entries`` instead of appended)."""
+    if expected is None:
+        expected = session_expected_balance(session=session)
     session.status = SessionStatus.CLOSED
     session.closed_at = timezone.now()
     session.closed_by = actor
@@ -294,7 +301,7 @@ def _close_locked_session(
     session.discrepancy = None if counted_cash is None else counted_cash - expected
     session.closing_notes = notes
     session.save()
-    audit_entry_append(
+    entry = AuditEntryDraft(
         action="session.auto_closed" if auto_closed else "session.closed",
         actor=actor,
         subject=session,
@@ -309,6 +316,10 @@ def _close_locked_session(
             AFTER: states_after(session),
         },
     )
+    if entries is None:
+        audit_entries_append(drafts=[entry])
+    else:
+        entries.append(entry)
     return session
 
 
@@ -462,13 +473,19 @@ def commissions_mark_paid(
 
 
 def session_close_automatically(
-    *, session: CashSession, notes: str, audit_data: dict | None = None
+    *,
+    session: CashSession,
+    notes: str,
+    audit_data: dict | None = None,
+    expected: Decimal | None = None,
+    entries: list[AuditEntryDraft] | None = None,
 ) -> CashSession:
     """Close an expired session for the system, leaving the count empty: nobody counted
     the cash, and copying the expected amount into the count would hide missing cash.
 
     ``session`` must already be locked by the caller (select_for_update). A session that
-    is no longer open is returned unchanged, so a retried run is harmless.
+    is no longer open is returned unchanged, so a retried run is harmless. ``expected``
+    and ``entries``: see ``_close_locked_session``.
     """
     if session.status != SessionStatus.OPEN:
         return session
@@ -479,6 +496,8 @@ def session_close_automatically(
         notes=notes,
         auto_closed=True,
         audit_data=audit_data,
+        expected=expected,
+        entries=entries,
     )
 
 
@@ -510,8 +529,34 @@ def agent_notification_send(
     Call inside the transaction of the change it reports: both commit with it, and the
     email goes out only after the commit.
     """
+    draft = agent_notice_draft(
+        agent=agent, kind=kind, template=template, context=context, session=session
+    )
+    draft.notification.save(force_insert=True)
+    emails = emails_queue(emails=[draft.email] if draft.email else [])
+    return AgentNotice(notification=draft.notification, email_id=emails[0].pk if emails else None)
+
+
+@dataclass(frozen=True)
+class AgentNoticeDraft:
+    """What ``agent_notification_send`` stores, rendered but not saved yet."""
+
+    notification: Notification
+    email: EmailMessage | None
+
+
+def agent_notice_draft(
+    *,
+    agent: Agent,
+    kind: NotificationKind,
+    template: str,
+    context: Mapping[str, Any],
+    session: CashSession | None = None,
+) -> AgentNoticeDraft:
+    """Render what ``agent_notification_send`` stores, for a batch that stores many
+    notices in a few statements."""
     context = {"agent": agent, "session": session, "time_zone": settings.TIME_ZONE, **context}
-    notification = Notification.objects.create(
+    notification = Notification(
         agent=agent,
         kind=kind,
         session=session,
@@ -527,8 +572,8 @@ def agent_notification_send(
         )
         address = None
     if not address:
-        return AgentNotice(notification=notification, email_id=None)
-    email = email_queue(
+        return AgentNoticeDraft(notification=notification, email=None)
+    email = email_draft(
         purpose=str(kind),
         recipients=[address],
         template=template,
@@ -536,7 +581,7 @@ def agent_notification_send(
         about=session.number if session else agent.code,
         subject_object=session or agent,
     )
-    return AgentNotice(notification=notification, email_id=email.pk)
+    return AgentNoticeDraft(notification=notification, email=email)
 
 
 # Expired sessions (close_expired_sessions) -------------------------------------------
@@ -559,74 +604,161 @@ class ExpiredSessionClosure:
     email_id: int | None = None
 
 
-def session_close_expired(
+@dataclass(frozen=True)
+class ExpiredSessionFailure:
+    """A session of the batch that could not be closed: rolled back alone (its savepoint),
+    with the error that stopped it."""
+
+    error: Exception
+
+
+def sessions_close_expired(
     *,
-    session_id: int,
+    sessions: Sequence[ExpiredSession],
     run_at: dt.datetime,
     trigger: str,
     force: bool,
-    transaction_count: int,
     config: SystemConfiguration,
-) -> ExpiredSessionClosure:
-    """Close a session left open past the timeout, for the system, with the cash not
-    counted; note why on the session, audit it and tell its agent, in one transaction.
+    stops_the_batch: Callable[[Exception], bool] = lambda error: False,
+) -> dict[int, ExpiredSessionClosure | ExpiredSessionFailure]:
+    """Close sessions left open past the timeout, for the system, with the cash not
+    counted; note why on each, audit it and tell its agent. One transaction for the
+    batch, a savepoint per session: a session that fails is rolled back alone and
+    returned as a failure, the others commit. The reads, the audit entries (one hold of
+    the chain lock, until the commit), the notifications and the emails are set-wise.
 
-    ``transaction_count`` is the count the run selected the session with. Without
-    ``force`` a session with payments is left for its agent to count.
+    ``sessions`` as the run selected them (``transaction_count`` is noted). Without
+    ``force`` a session with payments is left for its agent to count. A failure that
+    ``stops_the_batch`` ends it there: the sessions closed before it commit, then it is
+    raised. The result maps each session's pk to its outcome.
     """
+    outcomes: dict[int, ExpiredSessionClosure | ExpiredSessionFailure] = {}
+    stopped_by: Exception | None = None
     with transaction.atomic():
-        # skip_locked: a concurrent run holding this session has it in hand.
-        locked = (
-            CashSession.objects.select_for_update(skip_locked=True, of=("self",))
+        # skip_locked: a concurrent run (or a payment) holding a session has it in hand.
+        locked = {
+            session.pk: session
+            for session in CashSession.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("agent")
-            .filter(pk=session_id, status=SessionStatus.OPEN)
-            .first()
+            .filter(pk__in=[selected.pk for selected in sessions], status=SessionStatus.OPEN)
+            .order_by("pk")
+        }
+        collected = dict(
+            CashSession.objects.filter(pk__in=list(locked))
+            .values("pk")
+            .annotate(collected=completed_payments_total())
+            .values_list("pk", "collected")
         )
-        if locked is None:
-            return ExpiredSessionClosure(ExpiredSessionOutcome.ALREADY_HANDLED)
-        if not force and locked.transactions.exists():
-            return ExpiredSessionClosure(ExpiredSessionOutcome.HAS_PAYMENTS)
-        forced = force and bool(transaction_count)
-        hours_open = (run_at - locked.opened_at).total_seconds() / 3600
-        notes = render_to_string(
-            SESSION_AUTO_CLOSED_NOTES,
-            {
-                "trigger": trigger,
-                "ran_at": run_at,
-                # As the notes always said it: rounded half-even, like f"{hours:.1f}".
-                "hours_open": Decimal(hours_open).quantize(TENTH, rounding=ROUND_HALF_EVEN),
-                "timeout_hours": config.session_timeout_hours,
-                "forced": forced,
-            },
-        ).strip()
-        closed = session_close_automatically(
-            session=locked,
-            notes=notes,
-            audit_data={
-                "trigger": trigger,
-                "timeout_hours": config.session_timeout_hours,
-                "forced": forced,
-                "transactions": transaction_count,
-            },
+        with_payments = (
+            set()
+            if force
+            else set(
+                CashTransaction.objects.filter(session_id__in=list(locked))
+                .values_list("session_id", flat=True)
+                .distinct()
+            )
         )
-        notice = agent_notification_send(
-            agent=closed.agent,
-            kind=NotificationKind.SESSION_AUTO_CLOSED,
-            session=closed,
-            template="payments/email/session_auto_closed",
-            context={
-                "opened_at": closed.opened_at,
-                "closed_at": closed.closed_at,
-                # As the in-app message always said it: cut to one decimal, not rounded.
-                "hours_open": Decimal(repr(hours_open)).quantize(TENTH, rounding=ROUND_DOWN),
-                "timeout_hours": config.session_timeout_hours,
-                "forced": forced,
-                "transaction_count": transaction_count,
-                "expected": closed.expected_balance,
-                "currency": config.currency_code,
-            },
-        )
-    return ExpiredSessionClosure(ExpiredSessionOutcome.CLOSED, email_id=notice.email_id)
+        entries: list[AuditEntryDraft] = []
+        notices: dict[int, AgentNoticeDraft] = {}
+        for selected in sessions:
+            session = locked.get(selected.pk)
+            if session is None:
+                outcomes[selected.pk] = ExpiredSessionClosure(ExpiredSessionOutcome.ALREADY_HANDLED)
+                continue
+            if session.pk in with_payments:
+                outcomes[selected.pk] = ExpiredSessionClosure(ExpiredSessionOutcome.HAS_PAYMENTS)
+                continue
+            session_entries: list[AuditEntryDraft] = []
+            try:
+                with transaction.atomic():
+                    notice = _expired_session_close(
+                        session=session,
+                        selected=selected,
+                        expected=expected_balance(
+                            opening_balance=session.opening_balance,
+                            collected=collected.get(session.pk),
+                        ),
+                        entries=session_entries,
+                        run_at=run_at,
+                        trigger=trigger,
+                        force=force,
+                        config=config,
+                    )
+            except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
+                outcomes[selected.pk] = ExpiredSessionFailure(error)
+                if stops_the_batch(error):
+                    stopped_by = error
+                    break
+                continue
+            entries.extend(session_entries)
+            notices[session.pk] = notice
+        audit_entries_append(drafts=entries)
+        Notification.objects.bulk_create([notice.notification for notice in notices.values()])
+        emails_queue(emails=[notice.email for notice in notices.values() if notice.email])
+        for pk, notice in notices.items():
+            outcomes[pk] = ExpiredSessionClosure(
+                ExpiredSessionOutcome.CLOSED, email_id=notice.email.pk if notice.email else None
+            )
+    if stopped_by is not None:
+        raise stopped_by
+    return outcomes
+
+
+def _expired_session_close(
+    *,
+    session: CashSession,
+    selected: ExpiredSession,
+    expected: Decimal,
+    entries: list[AuditEntryDraft],
+    run_at: dt.datetime,
+    trigger: str,
+    force: bool,
+    config: SystemConfiguration,
+) -> AgentNoticeDraft:
+    """One session of ``sessions_close_expired``, locked: closed, its entry added to
+    ``entries``, its agent's notice drafted."""
+    forced = force and bool(selected.transaction_count)
+    hours_open = (run_at - session.opened_at).total_seconds() / 3600
+    notes = render_to_string(
+        SESSION_AUTO_CLOSED_NOTES,
+        {
+            "trigger": trigger,
+            "ran_at": run_at,
+            # As the notes always said it: rounded half-even, like f"{hours:.1f}".
+            "hours_open": Decimal(hours_open).quantize(TENTH, rounding=ROUND_HALF_EVEN),
+            "timeout_hours": config.session_timeout_hours,
+            "forced": forced,
+        },
+    ).strip()
+    closed = session_close_automatically(
+        session=session,
+        notes=notes,
+        audit_data={
+            "trigger": trigger,
+            "timeout_hours": config.session_timeout_hours,
+            "forced": forced,
+            "transactions": selected.transaction_count,
+        },
+        expected=expected,
+        entries=entries,
+    )
+    return agent_notice_draft(
+        agent=closed.agent,
+        kind=NotificationKind.SESSION_AUTO_CLOSED,
+        session=closed,
+        template="payments/email/session_auto_closed",
+        context={
+            "opened_at": closed.opened_at,
+            "closed_at": closed.closed_at,
+            # As the in-app message always said it: cut to one decimal, not rounded.
+            "hours_open": Decimal(repr(hours_open)).quantize(TENTH, rounding=ROUND_DOWN),
+            "timeout_hours": config.session_timeout_hours,
+            "forced": forced,
+            "transaction_count": selected.transaction_count,
+            "expected": closed.expected_balance,
+            "currency": config.currency_code,
+        },
+    )
 
 
 def session_expiry_notify(

@@ -2,6 +2,10 @@
 
 A session with payments is skipped (its agent told once) unless ``force``: its cash needs
 a count. One failing session never stops the others; the run then fails as a whole.
+
+Sessions close in batches of BATCH_SIZE, one transaction each (a savepoint per session):
+a commit per session was most of the time of a big run, and a bounded batch still
+releases the sessions' and the audit chain's locks often, so agents' payments wait little.
 """
 
 import datetime as dt
@@ -17,9 +21,11 @@ from mailing.selectors import EmailOutcomes, email_outcomes
 from payments.models import SystemConfiguration
 from payments.selectors import ExpiredSession, expired_sessions_list
 from payments.services import (
+    ExpiredSessionClosure,
+    ExpiredSessionFailure,
     ExpiredSessionOutcome,
-    session_close_expired,
     session_expiry_notify,
+    sessions_close_expired,
 )
 from tasks.inputs import flag_option, no_unknown_arguments
 from tasks.results import OperationStatus, Trigger, omitted_when_none
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "close_expired_sessions"
 SKIP_REASON = "has transactions; use --force"
+BATCH_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -93,33 +100,44 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
     now = timezone.now()
     rows: list[SessionRow] = []
     email_ids: list[int] = []
-    for session in expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours):
-        row = {
-            "session": session.number,
-            "agent": session.agent_code,
-            "agent_name": session.agent_name,
-            "opened_at": session.opened_at,
-            "transactions": session.transaction_count,
-            "expected_balance": session.expected_balance,
-        }
-        if session.transaction_count and not options.force:
-            row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
-            if not options.dry_run:
-                row.update(_notify_expired(session=session, config=config, email_ids=email_ids))
-        elif options.dry_run:
-            row["action"] = SessionAction.WOULD_CLOSE
-        else:
-            row.update(
-                _close(
-                    session=session,
-                    config=config,
-                    now=now,
-                    trigger=trigger,
-                    force=options.force,
-                    email_ids=email_ids,
-                )
+    selected = expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours)
+    for offset in range(0, len(selected), BATCH_SIZE):
+        batch = selected[offset : offset + BATCH_SIZE]
+        closable = [
+            session
+            for session in batch
+            if not options.dry_run and (options.force or not session.transaction_count)
+        ]
+        closures = (
+            _close_batch(
+                sessions=closable,
+                config=config,
+                now=now,
+                trigger=trigger,
+                force=options.force,
+                email_ids=email_ids,
             )
-        rows.append(SessionRow(**row))
+            if closable
+            else {}
+        )
+        for session in batch:
+            row = {
+                "session": session.number,
+                "agent": session.agent_code,
+                "agent_name": session.agent_name,
+                "opened_at": session.opened_at,
+                "transactions": session.transaction_count,
+                "expected_balance": session.expected_balance,
+            }
+            if session.pk in closures:
+                row.update(closures[session.pk])
+            elif options.dry_run and (options.force or not session.transaction_count):
+                row["action"] = SessionAction.WOULD_CLOSE
+            else:
+                row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
+                if not options.dry_run:
+                    row.update(_notify_expired(session=session, config=config, email_ids=email_ids))
+            rows.append(SessionRow(**row))
 
     counts = {action: sum(1 for row in rows if row.action == action) for action in SessionAction}
     failed = counts[SessionAction.FAILED]
@@ -150,34 +168,53 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
     )
 
 
-def _close(
+def _close_batch(
     *,
-    session: ExpiredSession,
+    sessions: list[ExpiredSession],
     config: SystemConfiguration,
     now: dt.datetime,
     trigger: Trigger,
     force: bool,
     email_ids: list[int],
-) -> dict[str, Any]:
+) -> dict[int, dict[str, Any]]:
+    """Each session's row fields. A batch whose set-wise writes fail as a whole is tried
+    again one session at a time, so that only the session at fault fails."""
+    arguments = {"run_at": now, "trigger": trigger.value, "force": force, "config": config}
     try:
-        closure = session_close_expired(
-            session_id=session.pk,
-            run_at=now,
-            trigger=trigger.value,
-            force=force,
-            transaction_count=session.transaction_count,
-            config=config,
+        outcomes = sessions_close_expired(
+            sessions=sessions, stops_the_batch=item_failure_stops_the_run, **arguments
         )
     except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
         if item_failure_stops_the_run(error):
             raise
-        logger.exception("Auto-close of session %s failed", session.number)
+        logger.warning("A batch of %s sessions failed (%s); one at a time", len(sessions), error)
+        outcomes = {}
+        for session in sessions:
+            try:
+                outcomes.update(sessions_close_expired(sessions=[session], **arguments))
+            except Exception as error:  # noqa: BLE001 - as above
+                if item_failure_stops_the_run(error):
+                    raise
+                outcomes[session.pk] = ExpiredSessionFailure(error)
+    numbers = {session.pk: session.number for session in sessions}
+    return {
+        pk: _row_fields(outcome, number=numbers[pk], email_ids=email_ids)
+        for pk, outcome in outcomes.items()
+    }
+
+
+def _row_fields(
+    outcome: ExpiredSessionClosure | ExpiredSessionFailure, *, number: str, email_ids: list[int]
+) -> dict[str, Any]:
+    if isinstance(outcome, ExpiredSessionFailure):
+        error = outcome.error
+        logger.error("Auto-close of session %s failed", number, exc_info=error)
         return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
-    if closure.email_id:
-        email_ids.append(closure.email_id)
-    if closure.outcome == ExpiredSessionOutcome.HAS_PAYMENTS:
+    if outcome.email_id:
+        email_ids.append(outcome.email_id)
+    if outcome.outcome == ExpiredSessionOutcome.HAS_PAYMENTS:
         return {"action": SessionAction.SKIPPED, "reason": SKIP_REASON}
-    if closure.outcome == ExpiredSessionOutcome.ALREADY_HANDLED:
+    if outcome.outcome == ExpiredSessionOutcome.ALREADY_HANDLED:
         return {"action": SessionAction.ALREADY_HANDLED}
     return {"action": SessionAction.CLOSED}
 

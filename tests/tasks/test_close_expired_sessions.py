@@ -390,7 +390,8 @@ def test_a_failure_after_closing_rolls_the_closure_and_its_audit_entry_back(
     def notification_store_down(**kwargs):
         raise RuntimeError("notification store down")
 
-    monkeypatch.setattr(services, "agent_notification_send", notification_store_down)
+    # The batch drafts its notices, then stores them together.
+    monkeypatch.setattr(services, "agent_notice_draft", notification_store_down)
 
     run_command(COMMAND, expect_exit=1)
 
