@@ -27,7 +27,7 @@ from mailing.models import (
 from mailing.passwords import smtp_password_reencrypt
 from mailing.rendering import email_render
 from mailing.tasks import email_deliver, email_sweep
-from mailing.wakeup import worker_wake
+from mailing.wakeup import worker_wake, workers_wake
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,24 @@ def email_queue(
     ``template`` names ``<template>.subject.txt``, ``<template>.txt`` and
     ``<template>.html``, rendered in the email language.
     """
-    email = email_draft(
-        purpose=purpose,
-        recipients=recipients,
-        template=template,
-        context=context,
-        about=about,
-        subject_object=subject_object,
-        attachments=attachments,
+    return email_draft_queue(
+        email=email_draft(
+            purpose=purpose,
+            recipients=recipients,
+            template=template,
+            context=context,
+            about=about,
+            subject_object=subject_object,
+            attachments=attachments,
+        )
     )
-    [email] = emails_queue(emails=[email])
+
+
+def email_draft_queue(*, email: EmailMessage) -> EmailMessage:
+    """``email_queue`` for a message already drafted (``email_draft``)."""
+    email.save(force_insert=True)
+    # robust: a wake-up that fails must never surface as a failure of the committed work.
+    transaction.on_commit(lambda: worker_wake(email_deliver, email_id=email.pk), robust=True)
     return email
 
 
@@ -94,18 +102,17 @@ def email_draft(
 
 def emails_queue(*, emails: Sequence[EmailMessage]) -> list[EmailMessage]:
     """Log drafted messages in the outbox in one statement, in the caller's transaction;
-    once that commits, ask a worker for each."""
+    once that commits, ask a worker for each (as ``email_queue`` does for one)."""
     if not emails:
         return []
     queued = EmailMessage.objects.bulk_create(emails)
     ids = [email.pk for email in queued]
 
-    def wake() -> None:
-        for email_id in ids:
-            worker_wake(email_deliver, email_id=email_id)
-
-    # robust: a wake-up that fails must never surface as a failure of the committed work.
-    transaction.on_commit(wake, robust=True)
+    # robust, as in email_queue; one connection to the broker for the batch.
+    transaction.on_commit(
+        lambda: workers_wake(email_deliver, [{"email_id": email_id} for email_id in ids]),
+        robust=True,
+    )
     return queued
 
 

@@ -101,43 +101,56 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
     rows: list[SessionRow] = []
     email_ids: list[int] = []
     selected = expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours)
-    for offset in range(0, len(selected), BATCH_SIZE):
-        batch = selected[offset : offset + BATCH_SIZE]
-        closable = [
-            session
-            for session in batch
-            if not options.dry_run and (options.force or not session.transaction_count)
-        ]
-        closures = (
-            _close_batch(
-                sessions=closable,
-                config=config,
-                now=now,
-                trigger=trigger,
-                force=options.force,
-                email_ids=email_ids,
-            )
-            if closable
-            else {}
-        )
-        for session in batch:
-            row = {
-                "session": session.number,
-                "agent": session.agent_code,
-                "agent_name": session.agent_name,
-                "opened_at": session.opened_at,
-                "transactions": session.transaction_count,
-                "expected_balance": session.expected_balance,
+    closes = {session.pk: options.force or not session.transaction_count for session in selected}
+    done: dict[int, dict[str, Any]] = {}
+    if not options.dry_run:
+        batch: list[ExpiredSession] = []
+
+        def close_batch() -> None:
+            if batch:
+                done.update(
+                    _close_batch(
+                        sessions=batch,
+                        config=config,
+                        now=now,
+                        trigger=trigger,
+                        force=options.force,
+                        email_ids=email_ids,
+                    )
+                )
+                batch.clear()
+
+        for session in selected:
+            if closes[session.pk]:
+                batch.append(session)
+                if len(batch) == BATCH_SIZE:
+                    close_batch()
+                continue
+            # A notice ends the batch before it: every write keeps the order of the
+            # sessions, oldest first, as when each session was a transaction of its own.
+            close_batch()
+            done[session.pk] = {
+                "action": SessionAction.SKIPPED,
+                "reason": SKIP_REASON,
+                **_notify_expired(session=session, config=config, email_ids=email_ids),
             }
-            if session.pk in closures:
-                row.update(closures[session.pk])
-            elif options.dry_run and (options.force or not session.transaction_count):
-                row["action"] = SessionAction.WOULD_CLOSE
-            else:
-                row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
-                if not options.dry_run:
-                    row.update(_notify_expired(session=session, config=config, email_ids=email_ids))
-            rows.append(SessionRow(**row))
+        close_batch()
+    for session in selected:
+        row = {
+            "session": session.number,
+            "agent": session.agent_code,
+            "agent_name": session.agent_name,
+            "opened_at": session.opened_at,
+            "transactions": session.transaction_count,
+            "expected_balance": session.expected_balance,
+        }
+        if session.pk in done:
+            row.update(done[session.pk])
+        elif closes[session.pk]:
+            row["action"] = SessionAction.WOULD_CLOSE
+        else:
+            row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
+        rows.append(SessionRow(**row))
 
     counts = {action: sum(1 for row in rows if row.action == action) for action in SessionAction}
     failed = counts[SessionAction.FAILED]
@@ -177,25 +190,32 @@ def _close_batch(
     force: bool,
     email_ids: list[int],
 ) -> dict[int, dict[str, Any]]:
-    """Each session's row fields. A batch whose set-wise writes fail as a whole is tried
-    again one session at a time, so that only the session at fault fails."""
-    arguments = {"run_at": now, "trigger": trigger.value, "force": force, "config": config}
+    """Each session's row fields. A batch that the database refuses as a whole is tried
+    again with a savepoint per session, so that only the session at fault fails."""
+    arguments = {
+        "sessions": sessions,
+        "run_at": now,
+        "trigger": trigger.value,
+        "force": force,
+        "config": config,
+        "stops_the_batch": item_failure_stops_the_run,
+    }
     try:
-        outcomes = sessions_close_expired(
-            sessions=sessions, stops_the_batch=item_failure_stops_the_run, **arguments
-        )
+        outcomes = sessions_close_expired(**arguments)
     except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
         if item_failure_stops_the_run(error):
             raise
-        logger.warning("A batch of %s sessions failed (%s); one at a time", len(sessions), error)
-        outcomes = {}
-        for session in sessions:
-            try:
-                outcomes.update(sessions_close_expired(sessions=[session], **arguments))
-            except Exception as error:  # noqa: BLE001 - as above
-                if item_failure_stops_the_run(error):
-                    raise
-                outcomes[session.pk] = ExpiredSessionFailure(error)
+        logger.warning(
+            "A batch of %s sessions failed (%s); again, a savepoint per session",
+            len(sessions),
+            error,
+        )
+        try:
+            outcomes = sessions_close_expired(savepoints=True, **arguments)
+        except Exception as error:  # noqa: BLE001 - as above
+            if item_failure_stops_the_run(error):
+                raise
+            outcomes = {session.pk: ExpiredSessionFailure(error) for session in sessions}
     numbers = {session.pk: session.number for session in sessions}
     return {
         pk: _row_fields(outcome, number=numbers[pk], email_ids=email_ids)
