@@ -610,8 +610,8 @@ class ExpiredSessionClosure:
 
 @dataclass(frozen=True)
 class ExpiredSessionFailure:
-    """A session of the batch that could not be closed: rolled back alone (its savepoint),
-    with the error that stopped it."""
+    """A session of the batch that could not be closed, with the error that stopped it:
+    left out of the batch's writes, or rolled back alone under its savepoint."""
 
     error: Exception
 

@@ -3,9 +3,11 @@
 A session with payments is skipped (its agent told once) unless ``force``: its cash needs
 a count. One failing session never stops the others; the run then fails as a whole.
 
-Sessions close in batches of BATCH_SIZE, one transaction each (a savepoint per session):
-a commit per session was most of the time of a big run, and a bounded batch still
-releases the sessions' and the audit chain's locks often, so agents' payments wait little.
+Sessions close in batches of at most BATCH_SIZE, one transaction each, their rows, audit
+entries, notifications and emails written set-wise: a commit and a dozen statements per
+session were most of the time of a big run, and a bounded batch still releases the
+sessions' and the audit chain's locks often, so agents' payments wait little. A batch the
+database refuses is redone with a savepoint per session: only the session at fault fails.
 """
 
 import datetime as dt
