@@ -319,7 +319,9 @@ def _close_locked_session(
         },
     )
     if entries is None:
-        audit_entries_append(drafts=[entry])
+        audit_entry_append(
+            action=entry.action, actor=entry.actor, subject=entry.subject, data=entry.data
+        )
     else:
         entries.append(entry)
     return session
