@@ -36,6 +36,16 @@ def _lock_chain_head() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
 
 
+@dataclass(frozen=True)
+class AuditEntryDraft:
+    """An entry to append: what ``audit_entry_append`` takes, for ``audit_entries_append``."""
+
+    action: str
+    actor: AbstractBaseUser | None
+    subject: models.Model | None = None
+    data: Mapping[str, Any] | None = None
+
+
 def audit_entry_append(
     *,
     action: str,
@@ -47,7 +57,19 @@ def audit_entry_append(
 
     ``actor`` None means the system acted.
     """
-    normalized = normalize_data(dict(data or {}))
+    [entry] = audit_entries_append(
+        drafts=[AuditEntryDraft(action=action, actor=actor, subject=subject, data=data)]
+    )
+    return entry
+
+
+def audit_entries_append(*, drafts: Sequence[AuditEntryDraft]) -> list[AuditEntry]:
+    """Append entries to the chain in their order, inside the caller's transaction if
+    there is one: the chain lock is taken and the head read once, and the entries are
+    inserted in one statement, so a batch of work holds the lock only from here to its
+    commit."""
+    if not drafts:
+        return []
     with transaction.atomic():
         _lock_chain_head()
         head = (
@@ -55,24 +77,36 @@ def audit_entry_append(
             .values("sequence", "current_hash", "timestamp")
             .first()
         )
-        now = timezone.now()
-        entry = AuditEntry(
-            sequence=head["sequence"] + 1 if head else 1,
-            previous_hash=head["current_hash"] if head else GENESIS_HASH,
-            # Never earlier than the entry before: timestamps must not decrease along the
-            # chain (verification reports it), and a clock stepped back is no tampering.
-            timestamp=max(now, head["timestamp"]) if head else now,
-            action=action,
-            actor=actor,
-            actor_name=actor.get_username() if actor else SYSTEM_ACTOR_NAME,
-            subject_type=subject._meta.label_lower if subject is not None else "",
-            subject_id=str(subject.pk) if subject is not None else "",
-            data=normalized,
-            key_id=settings.AUDIT_CHAIN_KEY_ID,
-        )
-        entry.current_hash = compute_entry_hash(entry)
-        entry.save(force_insert=True)
-    return entry
+        sequence = head["sequence"] if head else 0
+        previous_hash = head["current_hash"] if head else GENESIS_HASH
+        previous_timestamp = head["timestamp"] if head else None
+        entries = []
+        for draft in drafts:
+            now = timezone.now()
+            entry = AuditEntry(
+                sequence=sequence + 1,
+                previous_hash=previous_hash,
+                # Never earlier than the entry before: timestamps must not decrease along
+                # the chain (verification reports it), and a clock stepped back is no
+                # tampering.
+                timestamp=max(now, previous_timestamp) if previous_timestamp else now,
+                action=draft.action,
+                actor=draft.actor,
+                actor_name=draft.actor.get_username() if draft.actor else SYSTEM_ACTOR_NAME,
+                subject_type=draft.subject._meta.label_lower if draft.subject is not None else "",
+                subject_id=str(draft.subject.pk) if draft.subject is not None else "",
+                data=normalize_data(dict(draft.data or {})),
+                key_id=settings.AUDIT_CHAIN_KEY_ID,
+            )
+            entry.current_hash = compute_entry_hash(entry)
+            entries.append(entry)
+            sequence, previous_hash, previous_timestamp = (
+                entry.sequence,
+                entry.current_hash,
+                entry.timestamp,
+            )
+        AuditEntry.objects.bulk_create(entries)
+    return entries
 
 
 def verification_run_start(

@@ -27,7 +27,7 @@ from mailing.models import (
 from mailing.passwords import smtp_password_reencrypt
 from mailing.rendering import email_render
 from mailing.tasks import email_deliver, email_sweep
-from mailing.wakeup import worker_wake
+from mailing.wakeup import worker_wake, workers_wake
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,44 @@ def email_queue(
     ``template`` names ``<template>.subject.txt``, ``<template>.txt`` and
     ``<template>.html``, rendered in the email language.
     """
+    return email_draft_queue(
+        email=email_draft(
+            purpose=purpose,
+            recipients=recipients,
+            template=template,
+            context=context,
+            about=about,
+            subject_object=subject_object,
+            attachments=attachments,
+        )
+    )
+
+
+def email_draft_queue(*, email: EmailMessage) -> EmailMessage:
+    """``email_queue`` for a message already drafted (``email_draft``)."""
+    email.save(force_insert=True)
+    # robust: a wake-up that fails must never surface as a failure of the committed work.
+    transaction.on_commit(lambda: worker_wake(email_deliver, email_id=email.pk), robust=True)
+    return email
+
+
+def email_draft(
+    *,
+    purpose: str,
+    recipients: Sequence[str],
+    template: str,
+    context: Mapping[str, Any],
+    about: str = "",
+    subject_object: models.Model | None = None,
+    attachments: Iterable[Mapping[str, str]] = (),
+) -> EmailMessage:
+    """The message ``email_queue`` would log, rendered but not saved: a batch of work
+    queues its messages together with ``emails_queue``."""
     addresses = [email_address_validate(address) for address in recipients]
     if not addresses:
         raise ValueError("an email needs at least one recipient")
     rendered = email_render(template=template, context=context)
-    email = EmailMessage.objects.create(
+    return EmailMessage(
         purpose=purpose,
         about=about,
         subject_type=subject_object._meta.label_lower if subject_object is not None else "",
@@ -65,9 +98,22 @@ def email_queue(
         body_html=rendered.body_html,
         attachments=[dict(attachment) for attachment in attachments],
     )
-    # robust: a wake-up that fails must never surface as a failure of the committed work.
-    transaction.on_commit(lambda: worker_wake(email_deliver, email_id=email.pk), robust=True)
-    return email
+
+
+def emails_queue(*, emails: Sequence[EmailMessage]) -> list[EmailMessage]:
+    """Log drafted messages in the outbox in one statement, in the caller's transaction;
+    once that commits, ask a worker for each (as ``email_queue`` does for one)."""
+    if not emails:
+        return []
+    queued = EmailMessage.objects.bulk_create(emails)
+    ids = [email.pk for email in queued]
+
+    # robust, as in email_queue; one connection to the broker for the batch.
+    transaction.on_commit(
+        lambda: workers_wake(email_deliver, [{"email_id": email_id} for email_id in ids]),
+        robust=True,
+    )
+    return queued
 
 
 @dataclass(frozen=True)

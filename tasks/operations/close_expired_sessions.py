@@ -2,6 +2,12 @@
 
 A session with payments is skipped (its agent told once) unless ``force``: its cash needs
 a count. One failing session never stops the others; the run then fails as a whole.
+
+Sessions close in batches of at most BATCH_SIZE, one transaction each, their rows, audit
+entries, notifications and emails written set-wise: a commit and a dozen statements per
+session were most of the time of a big run, and a bounded batch still releases the
+sessions' and the audit chain's locks often, so agents' payments wait little. A batch the
+database refuses is redone with a savepoint per session: only the session at fault fails.
 """
 
 import datetime as dt
@@ -17,9 +23,11 @@ from mailing.selectors import EmailOutcomes, email_outcomes
 from payments.models import SystemConfiguration
 from payments.selectors import ExpiredSession, expired_sessions_list
 from payments.services import (
+    ExpiredSessionClosure,
+    ExpiredSessionFailure,
     ExpiredSessionOutcome,
-    session_close_expired,
     session_expiry_notify,
+    sessions_close_expired,
 )
 from tasks.inputs import flag_option, no_unknown_arguments
 from tasks.results import OperationStatus, Trigger, omitted_when_none
@@ -29,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "close_expired_sessions"
 SKIP_REASON = "has transactions; use --force"
+BATCH_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,42 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
     now = timezone.now()
     rows: list[SessionRow] = []
     email_ids: list[int] = []
-    for session in expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours):
+    selected = expired_sessions_list(now=now, timeout_hours=config.session_timeout_hours)
+    closes = {session.pk: options.force or not session.transaction_count for session in selected}
+    done: dict[int, dict[str, Any]] = {}
+    if not options.dry_run:
+        batch: list[ExpiredSession] = []
+
+        def close_batch() -> None:
+            if batch:
+                done.update(
+                    _close_batch(
+                        sessions=batch,
+                        config=config,
+                        now=now,
+                        trigger=trigger,
+                        force=options.force,
+                        email_ids=email_ids,
+                    )
+                )
+                batch.clear()
+
+        for session in selected:
+            if closes[session.pk]:
+                batch.append(session)
+                if len(batch) == BATCH_SIZE:
+                    close_batch()
+                continue
+            # A notice ends the batch before it: every write keeps the order of the
+            # sessions, oldest first, as when each session was a transaction of its own.
+            close_batch()
+            done[session.pk] = {
+                "action": SessionAction.SKIPPED,
+                "reason": SKIP_REASON,
+                **_notify_expired(session=session, config=config, email_ids=email_ids),
+            }
+        close_batch()
+    for session in selected:
         row = {
             "session": session.number,
             "agent": session.agent_code,
@@ -102,23 +146,12 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
             "transactions": session.transaction_count,
             "expected_balance": session.expected_balance,
         }
-        if session.transaction_count and not options.force:
-            row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
-            if not options.dry_run:
-                row.update(_notify_expired(session=session, config=config, email_ids=email_ids))
-        elif options.dry_run:
+        if session.pk in done:
+            row.update(done[session.pk])
+        elif closes[session.pk]:
             row["action"] = SessionAction.WOULD_CLOSE
         else:
-            row.update(
-                _close(
-                    session=session,
-                    config=config,
-                    now=now,
-                    trigger=trigger,
-                    force=options.force,
-                    email_ids=email_ids,
-                )
-            )
+            row.update(action=SessionAction.SKIPPED, reason=SKIP_REASON)
         rows.append(SessionRow(**row))
 
     counts = {action: sum(1 for row in rows if row.action == action) for action in SessionAction}
@@ -150,34 +183,60 @@ def close_expired_sessions(*, options: Options, trigger: Trigger) -> Result:
     )
 
 
-def _close(
+def _close_batch(
     *,
-    session: ExpiredSession,
+    sessions: list[ExpiredSession],
     config: SystemConfiguration,
     now: dt.datetime,
     trigger: Trigger,
     force: bool,
     email_ids: list[int],
-) -> dict[str, Any]:
+) -> dict[int, dict[str, Any]]:
+    """Each session's row fields. A batch that the database refuses as a whole is tried
+    again with a savepoint per session, so that only the session at fault fails."""
+    arguments = {
+        "sessions": sessions,
+        "run_at": now,
+        "trigger": trigger.value,
+        "force": force,
+        "config": config,
+        "stops_the_batch": item_failure_stops_the_run,
+    }
     try:
-        closure = session_close_expired(
-            session_id=session.pk,
-            run_at=now,
-            trigger=trigger.value,
-            force=force,
-            transaction_count=session.transaction_count,
-            config=config,
-        )
+        outcomes = sessions_close_expired(**arguments)
     except Exception as error:  # noqa: BLE001 - one bad session must not stop the others
         if item_failure_stops_the_run(error):
             raise
-        logger.exception("Auto-close of session %s failed", session.number)
+        logger.warning(
+            "A batch of %s sessions failed (%s); again, a savepoint per session",
+            len(sessions),
+            error,
+        )
+        try:
+            outcomes = sessions_close_expired(savepoints=True, **arguments)
+        except Exception as error:  # noqa: BLE001 - as above
+            if item_failure_stops_the_run(error):
+                raise
+            outcomes = {session.pk: ExpiredSessionFailure(error) for session in sessions}
+    numbers = {session.pk: session.number for session in sessions}
+    return {
+        pk: _row_fields(outcome, number=numbers[pk], email_ids=email_ids)
+        for pk, outcome in outcomes.items()
+    }
+
+
+def _row_fields(
+    outcome: ExpiredSessionClosure | ExpiredSessionFailure, *, number: str, email_ids: list[int]
+) -> dict[str, Any]:
+    if isinstance(outcome, ExpiredSessionFailure):
+        error = outcome.error
+        logger.error("Auto-close of session %s failed", number, exc_info=error)
         return {"action": SessionAction.FAILED, "error": f"{type(error).__name__}: {error}"}
-    if closure.email_id:
-        email_ids.append(closure.email_id)
-    if closure.outcome == ExpiredSessionOutcome.HAS_PAYMENTS:
+    if outcome.email_id:
+        email_ids.append(outcome.email_id)
+    if outcome.outcome == ExpiredSessionOutcome.HAS_PAYMENTS:
         return {"action": SessionAction.SKIPPED, "reason": SKIP_REASON}
-    if closure.outcome == ExpiredSessionOutcome.ALREADY_HANDLED:
+    if outcome.outcome == ExpiredSessionOutcome.ALREADY_HANDLED:
         return {"action": SessionAction.ALREADY_HANDLED}
     return {"action": SessionAction.CLOSED}
 

@@ -19,7 +19,7 @@ from payments.models import (
     SessionStatus,
     TransactionStatus,
 )
-from payments.selectors import reconciliation_backlog
+from payments.selectors import ExpiredSession, reconciliation_backlog
 from payments.services import (
     ExpiredSessionOutcome,
     agent_notification_send,
@@ -27,11 +27,11 @@ from payments.services import (
     reconciliation_reminder_send,
     reconciliation_summary_send,
     session_close,
-    session_close_expired,
     session_expected_balance,
     session_expiry_notify,
     session_open,
     session_reconcile,
+    sessions_close_expired,
     transaction_record,
     transaction_void,
 )
@@ -840,14 +840,29 @@ def test_an_agent_with_an_unusable_stored_address_is_notified_in_app_only(config
 # Expired sessions ----------------------------------------------------------------------
 
 
+def close_expired(*, session, transaction_count, **arguments):
+    """The batch service on one session, selected with ``transaction_count`` payments."""
+    selected = ExpiredSession(
+        pk=session.pk,
+        number=session.number,
+        agent_code=session.agent.code,
+        agent_name=session.agent.full_name,
+        opened_at=session.opened_at,
+        transaction_count=transaction_count,
+        expected_balance=session.opening_balance,
+        expiry_notified_at=session.expiry_notified_at,
+    )
+    return sessions_close_expired(sessions=[selected], **arguments)[session.pk]
+
+
 def test_closing_an_expired_session_leaves_it_uncounted_noted_audited_and_notified(
     config, audit_entries_written
 ):
     session = expired_session(hours=13, opening_balance=Decimal("25000.00"))
 
     with audit_entries_written() as entries:
-        closure = session_close_expired(
-            session_id=session.pk,
+        closure = close_expired(
+            session=session,
             run_at=MORNING,
             trigger="beat",
             force=False,
@@ -895,8 +910,8 @@ def test_the_hours_open_read_in_the_notes_and_the_message_as_they_always_did(
 ):
     session = CashSessionFactory(opened_at=MORNING - open_for)
 
-    session_close_expired(
-        session_id=session.pk,
+    close_expired(
+        session=session,
         run_at=MORNING,
         trigger="manual",
         force=False,
@@ -913,8 +928,8 @@ def test_forcing_a_session_with_payments_closed_says_so(config):
     session = expired_session(hours=13)
     CashTransactionFactory(session=session)
 
-    closure = session_close_expired(
-        session_id=session.pk,
+    closure = close_expired(
+        session=session,
         run_at=MORNING,
         trigger="manual",
         force=True,
@@ -936,8 +951,8 @@ def test_a_session_closed_meanwhile_or_with_new_payments_is_left_alone(config):
     audit_entries = AuditEntry.objects.count()
 
     outcomes = [
-        session_close_expired(
-            session_id=session.pk,
+        close_expired(
+            session=session,
             run_at=MORNING,
             trigger="beat",
             force=False,

@@ -390,7 +390,8 @@ def test_a_failure_after_closing_rolls_the_closure_and_its_audit_entry_back(
     def notification_store_down(**kwargs):
         raise RuntimeError("notification store down")
 
-    monkeypatch.setattr(services, "agent_notification_send", notification_store_down)
+    # The batch drafts its notices, then stores them together.
+    monkeypatch.setattr(services, "agent_notice_draft", notification_store_down)
 
     run_command(COMMAND, expect_exit=1)
 
@@ -552,9 +553,8 @@ def test_an_unknown_option_on_the_command_line_prints_one_line_and_exits_2():
 def test_the_run_only_queues_its_email_and_a_worker_sends_it_after(mailoutbox, monkeypatch):
     session = CashSessionFactory(opened_at=timezone.now() - 13 * HOUR)
     wakeups = []
-    monkeypatch.setattr(
-        "mailing.services.worker_wake", lambda task, **kwargs: wakeups.append(kwargs)
-    )
+    # A batch wakes its workers through one connection to the broker.
+    monkeypatch.setattr("mailing.services.workers_wake", lambda task, calls: wakeups.extend(calls))
     out = StringIO()
 
     call_command(COMMAND, stdout=out)
