@@ -11,7 +11,7 @@ PostgreSQL then writes the whole result to a temporary file before the first row
 """
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -93,16 +93,21 @@ def chain_verify(
 
 
 def chain_verify_ranges(
-    ranges: Iterable[tuple[int, int]], *, now: dt.datetime | None = None
+    ranges: Iterable[tuple[int, int]],
+    *,
+    now: dt.datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
-    """Verify each range of sequences (merged first, so no entry is checked twice)."""
+    """Verify each range of sequences (merged first, so no entry is checked twice).
+
+    ``progress`` is told how many entries were read, after each batch (a progress bar)."""
     latest_allowed = (now or timezone.now()) + dt.timedelta(
         seconds=settings.AUDIT_CLOCK_SKEW_SECONDS
     )
     result = VerificationResult()
     with _snapshot():
         for start, end in ranges_merge(ranges):
-            checker = _range_check(start, end, latest_allowed=latest_allowed)
+            checker = _range_check(start, end, latest_allowed=latest_allowed, progress=progress)
             result.ranges.append((start, end))
             result.entries_checked += checker.entries_checked
             result.violations.extend(checker.findings)
@@ -114,12 +119,18 @@ def chain_verify_ranges(
     return result
 
 
-def _range_check(start: int, end: int, *, latest_allowed: dt.datetime) -> ChainChecker:
+def _range_check(
+    start: int,
+    end: int,
+    *,
+    latest_allowed: dt.datetime,
+    progress: Callable[[int], None] | None,
+) -> ChainChecker:
     checker = ChainChecker(
         anchor=_anchor_before(start), keys=settings.AUDIT_CHAIN_KEYS, latest_allowed=latest_allowed
     )
     feed = checker.feed
-    for row in _rows(start, end):
+    for row in _rows(start, end, progress=progress):
         feed(row)
     return checker
 
@@ -218,7 +229,9 @@ def _with_offset(text: str) -> str:
     return text
 
 
-def _rows(start: int, end: int) -> Iterator[StoredRow]:
+def _rows(
+    start: int, end: int, *, progress: Callable[[int], None] | None = None
+) -> Iterator[StoredRow]:
     sqlite = connection.vendor == "sqlite"
     with connection.chunked_cursor() as cursor:
         cursor.execute(_ROWS_SQL, [start, end])
@@ -228,3 +241,5 @@ def _rows(start: int, end: int) -> Iterator[StoredRow]:
                 if sqlite and row.timestamp:
                     row.timestamp = _with_offset(row.timestamp)
                 yield row
+            if progress is not None:
+                progress(len(batch))
