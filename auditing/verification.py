@@ -4,14 +4,19 @@ column, checked with the rules of auditing/chain.py.
 Rows are read as text through a server-side cursor, so memory stays constant whatever the
 chain's size, and a malformed value (a timestamp of 'infinity', JSON nested thousands of
 levels deep) is a violation naming its entry instead of an exception in the driver.
+
+The cursor is declared inside a transaction: outside one, Django declares it WITH HOLD, and
+PostgreSQL then writes the whole result to a temporary file before the first row is sent
+(41 MB at 100,000 entries, 41 GB at 100 million).
 """
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from auditing.chain import (
@@ -88,29 +93,59 @@ def chain_verify(
 
 
 def chain_verify_ranges(
-    ranges: Iterable[tuple[int, int]], *, now: dt.datetime | None = None
+    ranges: Iterable[tuple[int, int]],
+    *,
+    now: dt.datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
-    """Verify each range of sequences (merged first, so no entry is checked twice)."""
+    """Verify each range of sequences (merged first, so no entry is checked twice).
+
+    ``progress`` is told how many entries were read, after each batch (a progress bar)."""
     latest_allowed = (now or timezone.now()) + dt.timedelta(
         seconds=settings.AUDIT_CLOCK_SKEW_SECONDS
     )
     result = VerificationResult()
-    for start, end in ranges_merge(ranges):
-        checker = ChainChecker(
-            anchor=_anchor_before(start),
-            keys=settings.AUDIT_CHAIN_KEYS,
-            latest_allowed=latest_allowed,
-        )
-        for row in _rows(start, end):
-            checker.feed(row)
-        result.ranges.append((start, end))
-        result.entries_checked += checker.entries_checked
-        result.violations.extend(checker.findings)
-        if checker.first_sequence is not None and result.first_sequence is None:
-            result.first_sequence = checker.first_sequence
-        if checker.last_sequence is not None:
-            result.last_sequence, result.head_hash = checker.last_sequence, checker.last_hash
+    with _snapshot():
+        for start, end in ranges_merge(ranges):
+            checker = _range_check(start, end, latest_allowed=latest_allowed, progress=progress)
+            result.ranges.append((start, end))
+            result.entries_checked += checker.entries_checked
+            result.violations.extend(checker.findings)
+            if checker.first_sequence is not None and result.first_sequence is None:
+                result.first_sequence = checker.first_sequence
+            if checker.last_sequence is not None:
+                result.last_sequence = checker.last_sequence
+                result.head_hash = checker.last_hash
     return result
+
+
+def _range_check(
+    start: int,
+    end: int,
+    *,
+    latest_allowed: dt.datetime,
+    progress: Callable[[int], None] | None,
+) -> ChainChecker:
+    checker = ChainChecker(
+        anchor=_anchor_before(start), keys=settings.AUDIT_CHAIN_KEYS, latest_allowed=latest_allowed
+    )
+    feed = checker.feed
+    for row in _rows(start, end, progress=progress):
+        feed(row)
+    return checker
+
+
+@contextmanager
+def _snapshot() -> Iterator[None]:
+    """A transaction, so the rows' cursor is not WITH HOLD (see the module's docstring):
+    read-only REPEATABLE READ, one snapshot for every range, never a conflict with writers.
+    Inside a caller's transaction (tests), that transaction's rules apply."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 def ranges_merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -194,12 +229,17 @@ def _with_offset(text: str) -> str:
     return text
 
 
-def _rows(start: int, end: int) -> Iterator[StoredRow]:
+def _rows(
+    start: int, end: int, *, progress: Callable[[int], None] | None = None
+) -> Iterator[StoredRow]:
+    sqlite = connection.vendor == "sqlite"
     with connection.chunked_cursor() as cursor:
         cursor.execute(_ROWS_SQL, [start, end])
         while batch := cursor.fetchmany(STREAM_CHUNK_SIZE):
             for values in batch:
                 row = StoredRow(*values)
-                if connection.vendor == "sqlite" and row.timestamp:
-                    row = replace(row, timestamp=_with_offset(row.timestamp))
+                if sqlite and row.timestamp:
+                    row.timestamp = _with_offset(row.timestamp)
                 yield row
+            if progress is not None:
+                progress(len(batch))

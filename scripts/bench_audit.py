@@ -15,6 +15,12 @@ check's default 30-day period holds about 1/13th of it.
 
 Checkpoints go to var/bench-checkpoints/ (recreated on every run), never to the
 development directory var/checkpoints/.
+
+Every run also cross-checks, on a sample of rows, the fast canonical form (orjson, the
+timestamp's text) against the reference (plain json, strftime), and stops on a difference;
+then it times `verify_audit_trail --full` and the chain alone against their floor, a bare
+psycopg2 process streaming the rows as text plus one HMAC-SHA256 each, interleaved, median
+of BENCH_AUDIT_ROUNDS (3) whole-process runs with their peak RSS.
 """
 
 import csv
@@ -23,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +49,7 @@ import django  # noqa: E402
 
 django.setup()
 
+import orjson  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.mail import EmailMultiAlternatives  # noqa: E402
@@ -55,10 +63,12 @@ from auditing.chain import (  # noqa: E402
     StoredRow,
     Violation,
     ViolationKind,
+    canonical_bytes_fast,
     entry_hmac,
     entry_message,
     row_decode,
     timestamp_format,
+    timestamp_text_canonical,
 )
 from auditing.rows import rows_check  # noqa: E402
 from auditing.selectors import ChainHead, audit_chain_head  # noqa: E402
@@ -89,6 +99,8 @@ ENTRIES = 1 + SESSIONS * (PER_SESSION + 2)
 NEW = int(os.environ.get("BENCH_AUDIT_NEW", "10000"))
 SPAN = dt.timedelta(days=400)
 ALERT_FINDINGS = int(os.environ.get("BENCH_AUDIT_ALERT_FINDINGS", "100000"))
+ROUNDS = int(os.environ.get("BENCH_AUDIT_ROUNDS", "3"))
+CROSS_CHECK_SAMPLE = 5000
 # The first entry's action marks a chain this script made (and may therefore replace).
 MARKER_ACTION = "bench.chain_seeded"
 COLUMNS = (
@@ -555,6 +567,109 @@ def verifier_run(*, with_keys: bool) -> int | None:
     return json.loads(text)["entries_checked"]
 
 
+# The floor and the cross-check ----------------------------------------------------------
+
+# The floor of a full verification, written plainly: one process without Django, a named
+# cursor inside a transaction (not WITH HOLD: nothing is materialized), the rows as text,
+# and one HMAC-SHA256 of each row's data. No checks, no canonical form: nothing to tune.
+FLOOR = """
+import hashlib, hmac, os, psycopg2
+connection = psycopg2.connect(os.environ["DATABASE_URL"])
+connection.set_session(readonly=True, isolation_level="REPEATABLE READ")
+key = os.environ["BENCH_FLOOR_KEY"].encode()
+with connection.cursor() as cursor:
+    cursor.execute("SET TIME ZONE 'UTC'")
+with connection.cursor(name="floor") as cursor:
+    cursor.itersize = 5000
+    cursor.execute("SELECT %s FROM auditing_auditentry ORDER BY sequence")
+    for row in cursor:
+        hmac.digest(key, row[7].encode(), hashlib.sha256)
+"""
+
+
+def fast_against_reference(sample: int = CROSS_CHECK_SAMPLE) -> int:
+    """M built the fast way (what ChainChecker's fast path hashes) against the reference
+    (plain json, strftime) for ``sample`` rows spread over the chain; exits on the first
+    difference. Returns the rows compared."""
+    step = max(1, ENTRIES // sample)
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute(
+            f"SELECT {COLUMNS_AS_TEXT} FROM auditing_auditentry "  # noqa: S608 - constants
+            "WHERE sequence %% %s = 1 OR sequence > %s ORDER BY sequence",
+            [step, ENTRIES - 50],
+        )
+        rows = [StoredRow(*values) for values in cursor.fetchall()]
+    for row in rows:
+        reference = entry_message(row_decode(row))
+        text, _ = timestamp_text_canonical(row.timestamp) or (None, None)
+        fast = canonical_bytes_fast(
+            {
+                "sequence": row.sequence,
+                "timestamp": text,
+                "action": row.action,
+                "actor_id": row.actor_id,
+                "actor_name": row.actor_name,
+                "subject_type": row.subject_type or "",
+                "subject_id": row.subject_id or "",
+                "data": orjson.loads(row.data),
+                "previous_hash": row.previous_hash,
+            }
+        )
+        if fast != reference:
+            sys.exit(
+                f"The fast canonical form differs from the reference at entry {row.sequence}:"
+                f"\n  fast      {fast!r}\n  reference {reference!r}"
+            )
+    return len(rows)
+
+
+def process_timed(command: list[str], *, environment: dict | None = None) -> tuple[float, int]:
+    """Seconds and peak RSS (MB) of a whole process, under /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r") as rss:
+        started = time.perf_counter()
+        completed = subprocess.run(  # noqa: S603 - our own commands
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+            env=environment or os.environ,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        if completed.returncode != 0:
+            sys.exit(f"{' '.join(command)} exited {completed.returncode}: {completed.stderr!r}")
+        return seconds, int(rss.read().split()[-1]) // 1024
+
+
+def floor_against_ours() -> list[tuple[str, float, int]]:
+    """(case, median seconds, peak RSS MB), each case run ROUNDS times, interleaved."""
+    environment = dict(os.environ, BENCH_FLOOR_KEY=settings.AUDIT_CHAIN_KEY)
+    floor = [sys.executable, "-c", FLOOR % COLUMNS_AS_TEXT]
+    verify = [sys.executable, str(ROOT / "manage.py"), "verify_audit_trail", "--full", "--json"]
+    chain = [
+        sys.executable,
+        "-c",
+        "import django; django.setup(); from auditing.verification import chain_verify; "
+        "assert chain_verify().intact",
+    ]
+    cases = {"floor": floor, "verify_audit_trail --full": verify, "chain alone": chain}
+    timings: dict[str, list[tuple[float, int]]] = {name: [] for name in cases}
+    for _ in range(ROUNDS):
+        for name, command in cases.items():
+            checkpoint_state_reset()
+            timings[name].append(process_timed(command, environment=environment))
+    checkpoint_state_reset()
+    return [
+        (
+            name,
+            statistics.median(seconds for seconds, _ in runs),
+            max(rss for _, rss in runs),
+        )
+        for name, runs in timings.items()
+    ]
+
+
 def main() -> None:
     if connection.vendor != "postgresql":
         sys.exit("The audit bench runs on PostgreSQL: set DATABASE_URL")
@@ -582,6 +697,17 @@ def main() -> None:
         started = time.perf_counter()
         chain_seed()
         print(f"  seeded in {time.perf_counter() - started:.1f} s")
+
+    compared = fast_against_reference()
+    print(f"  fast canonical form identical to the reference on {compared:,} sampled rows")
+    floor_rows = floor_against_ours()
+    floor_seconds = floor_rows[0][1]
+    print(f"\n| whole process, {ENTRIES:,} entries | median s | x floor | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for label, seconds, rss in floor_rows:
+        print(f"| {label} | {seconds:.2f} | {seconds / floor_seconds:.2f} | {rss} |")
+    if os.environ.get("BENCH_AUDIT_FLOOR_ONLY"):
+        return
 
     rows = []
     # Each case starts from the same state: one checkpoint, NEW entries before the head.

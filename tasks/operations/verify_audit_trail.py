@@ -13,6 +13,9 @@ import logging
 import re
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +47,7 @@ from auditing.verification import (
     VerificationResult,
     chain_verify_ranges,
     period_sequences,
+    ranges_merge,
 )
 from mailing.addresses import InvalidEmailAddress
 from mailing.selectors import EmailOutcomes, email_outcomes, staff_email_addresses
@@ -331,6 +335,14 @@ class VerificationIncomplete(OperationStopped):
 
 # The run ----------------------------------------------------------------------------------
 
+# How a run shows its progress, set by the command on a terminal (tasks/rendering): called
+# with the number of entries to check, it gives a context manager of a callable told how
+# many were read. Unset (Celery, cron, --json): only the summary.
+ProgressDisplay = Callable[[int], AbstractContextManager[Callable[[int], None]]]
+progress_display: ContextVar[ProgressDisplay | None] = ContextVar(
+    "verification_progress_display", default=None
+)
+
 
 @dataclass(frozen=True)
 class _Checked:
@@ -452,7 +464,13 @@ def _checks_by_position(*, period: Period, head: ChainHead | None, now: dt.datet
             )
             if in_period:
                 ranges.append(in_period)
-    result = chain_verify_ranges(ranges, now=now)
+    display = progress_display.get()
+    if display is None:
+        result = chain_verify_ranges(ranges, now=now)
+    else:
+        ranges = ranges_merge(ranges)
+        with display(sum(end - max(start, 1) + 1 for start, end in ranges)) as advance:
+            result = chain_verify_ranges(ranges, now=now, progress=advance)
     # The cash tables are read whole, so only a full run checks them against the trail.
     rows = rows_check(AUDITED_TABLES) if period.full else None
     return _Checked(

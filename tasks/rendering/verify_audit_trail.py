@@ -2,15 +2,73 @@
 by sequence, the checkpoints, the verdict, the first findings and what became of the
 alert."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
 from django.conf import settings
 from django.core.management.base import OutputWrapper
 from django.core.management.color import Style
 from django.urls import reverse
 from django.utils import timezone
+from tqdm import tqdm
 
 from auditing.models import VerificationFinding
-from tasks.operations.verify_audit_trail import CheckpointShown, Result, ViolationRow
+from tasks.operations.verify_audit_trail import (
+    CheckpointShown,
+    Result,
+    ViolationRow,
+    progress_display,
+)
 from tasks.rendering.emails import email_outcomes_text
+
+
+@contextmanager
+def verification_progress(out: OutputWrapper) -> Iterator[None]:
+    """While it lasts, a verification run shows a progress bar on ``out``, with its rate and
+    the time left, when ``out`` is a terminal; under cron (not a terminal) nothing but the
+    summary is written.
+
+    tqdm rather than rich: one small package without dependencies, whose bar is one line
+    rewritten in place, where rich would bring its console and pygments for a single bar.
+    """
+    if not out.isatty():
+        yield
+        return
+    token = progress_display.set(partial(_progress_bar, out))
+    try:
+        yield
+    finally:
+        progress_display.reset(token)
+
+
+@contextmanager
+def _progress_bar(out: OutputWrapper, total: int) -> Iterator[Callable[[int], None]]:
+    with tqdm(
+        total=total,
+        file=_Unterminated(out),
+        desc="Checking the chain",
+        unit=" entries",
+        unit_scale=True,
+        mininterval=0.5,
+        # Cleared when done: the summary follows on a clean line.
+        leave=False,
+    ) as bar:
+        yield bar.update
+
+
+class _Unterminated:
+    """``out`` without the line ending OutputWrapper adds to each write: tqdm redraws its
+    line with carriage returns."""
+
+    def __init__(self, out: OutputWrapper) -> None:
+        self._out = out
+
+    def write(self, text: str) -> None:
+        self._out.write(text, ending="")
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def verification_render(

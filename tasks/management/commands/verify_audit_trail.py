@@ -5,7 +5,7 @@ from django.core.management.base import CommandParser
 from tasks import tasks
 from tasks.commands import OperationCommand
 from tasks.operations import verify_audit_trail
-from tasks.rendering.verify_audit_trail import verification_render
+from tasks.rendering.verify_audit_trail import verification_progress, verification_render
 
 
 class Command(OperationCommand):
@@ -47,6 +47,14 @@ class Command(OperationCommand):
     def task_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
         names = ("start_date", "end_date", "full", "alert_on_tampering", "email")
         return {name: options[name] for name in names}
+
+    def handle(self, *args, **options) -> None:
+        if options["json"] or options["enqueue"]:
+            super().handle(*args, **options)
+            return
+        # A progress bar on a terminal; none under cron, where stdout is not one.
+        with verification_progress(self.stdout):
+            super().handle(*args, **options)
 
     def render(self, result: verify_audit_trail.Result) -> None:
         verification_render(result, out=self.stdout, err=self.stderr, style=self.style)
