@@ -28,7 +28,7 @@ export FLOWER_BASIC_AUTH
 
 # `make bench` times the operations on a generated data set in its own database.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench
-BENCH_SCALE ?= 100000
+BENCH_SCALE ?= 1.0
 # The audit bench replaces the trail and the cash tables of a database of its own.
 BENCH_AUDIT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cash_office_bench_audit
 export BENCH_SCALE BENCH_DATABASE_URL BENCH_AUDIT_DATABASE_URL
