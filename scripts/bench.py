@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,11 +28,23 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+# The checkpoints that the verifications sign go to a folder of the bench database's own,
+# set before Django reads its settings and inherited by every child: never the development
+# folder var/checkpoints/, and a checkpoint of one bench database is no other one's chain.
+CHECKPOINTS = (
+    ROOT
+    / "var"
+    / "bench-checkpoints"
+    / urlsplit(os.environ.get("DATABASE_URL", "")).path.strip("/")
+)
+CHECKPOINT_SINKS = f"file://{CHECKPOINTS}"
+os.environ["AUDIT_CHECKPOINT_SINKS"] = CHECKPOINT_SINKS
 
 import django  # noqa: E402
 
@@ -67,8 +80,10 @@ CHILD = [sys.executable, str(ROOT / "scripts" / "bench_child.py")]
 
 def _bench_audit():
     """scripts/bench_audit.py, sized for this scale. Imported here, not at the top: it
-    points the checkpoints at var/bench-checkpoints/ as it is imported."""
+    points the checkpoints at its own folder as it is imported, and we point them back."""
     import bench_audit  # noqa: PLC0415 - see the docstring
+
+    os.environ["AUDIT_CHECKPOINT_SINKS"] = CHECKPOINT_SINKS
 
     bench_audit.PAYMENTS = PAYMENTS
     bench_audit.AGENTS = AGENTS
@@ -99,6 +114,9 @@ def seed() -> None:
     bench_audit = _bench_audit()
     print(f"Seeding {PAYMENTS:,} payments and {bench_audit.ENTRIES:,} audit entries (COPY)...")
     started = time.perf_counter()
+    # The trail is replaced (chain_seed empties the checkpoint tables too): the signed
+    # heads of the chain before are no longer this chain's.
+    shutil.rmtree(CHECKPOINTS, ignore_errors=True)
     bench_audit.chain_seed()
     User = get_user_model()
     have = Agent.objects.filter(code__startswith=EXPIRED_AGENT_PREFIX).count()
@@ -107,7 +125,13 @@ def seed() -> None:
     )
     Agent.objects.bulk_create(
         [
-            Agent(user=user, code=f"{EXPIRED_AGENT_PREFIX}{n:05d}", full_name=f"Expired {n}")
+            # With an address: closing then queues each agent's email in the outbox.
+            Agent(
+                user=user,
+                code=f"{EXPIRED_AGENT_PREFIX}{n:05d}",
+                full_name=f"Expired {n}",
+                email=f"x{n:05d}@agents.example.com",
+            )
             for n, user in zip(range(have, EXPIRED), users, strict=True)
         ]
     )
