@@ -149,8 +149,9 @@ def expired_sessions_seed() -> int:
         .order_by("code")
     )
     back = timezone.now() - dt.timedelta(hours=config.session_timeout_hours + 2)
+    progress = tqdm(agents, desc="expired sessions", leave=False, disable=None)
     with time_machine.travel(back, tick=True), transaction.atomic():
-        for index, agent in enumerate(tqdm(agents, desc="expired sessions", leave=False)):
+        for index, agent in enumerate(progress):
             session = session_open(agent=agent, opening_balance=Decimal("5000.00"), actor=None)
             if index % 2 == 0:
                 transaction_record(
@@ -319,7 +320,8 @@ def measure() -> list[dict]:
     for case in cases:
         case["runs"], case["floor_runs"] = [], []
     steps = RUNS * sum(2 if case["floor"] else 1 for case in cases)
-    with tqdm(total=steps, desc="bench", unit="run") as progress:
+    # disable=None: a bar on a terminal only; under cron, the table alone.
+    with tqdm(total=steps, desc="bench", unit="run", disable=None) as progress:
         for _ in range(RUNS):
             # Interleaved: each operation, then its floor, so both see the same machine.
             for case in cases:
