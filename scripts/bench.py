@@ -66,7 +66,11 @@ PAYMENTS = max(40, round(1_000_000 * SCALE))
 AGENTS = max(3, round(1_000 * SCALE))
 EXPIRED = max(2, round(10_000 * SCALE))
 WRITERS = 8
-APPENDS_PER_WRITER = max(10, round(1_000 * SCALE))
+# Enough entries even at a tiny scale for a rate, not a start-up, to be measured
+# (BENCH_APPENDS_PER_WRITER overrides it: the smoke test wants the shape, not the rate).
+APPENDS_PER_WRITER = int(
+    os.environ.get("BENCH_APPENDS_PER_WRITER") or max(100, round(1_000 * SCALE))
+)
 REMINDER_DAYS = 7
 SPAN = dt.timedelta(days=30)
 EXPIRED_AGENT_PREFIX = "BX"

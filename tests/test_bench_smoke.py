@@ -38,6 +38,7 @@ def test_the_bench_runs_every_operation_beside_its_floor_and_writes_its_table(tm
         ),
         "BENCH_SCALE": "0.0005",
         "BENCH_RUNS": "1",
+        "BENCH_APPENDS_PER_WRITER": "10",
         "BENCH_RESULTS": str(tmp_path / "results.json"),
         "APP_LOG_LEVEL": "WARNING",
         "EMAIL_URL": "dummymail://",
@@ -69,7 +70,7 @@ def test_the_bench_runs_every_operation_beside_its_floor_and_writes_its_table(tm
         assert (result["floor_seconds"] is not None) == has_floor
         assert (result["ratio"] is not None) == has_floor
     by_name = {r["operation"].split(" (20")[0]: r for r in results}
-    # 0.0005 of the network: 500 payments, 5 expired sessions, 8 writers of 10 entries.
+    # 0.0005 of the network: 500 payments, 5 expired sessions; 8 writers of 10 entries.
     assert by_name["close_expired_sessions --force"]["rows"] == 5
     assert by_name["audit appends, 8 concurrent writers"]["rows"] == 80
     assert by_name["verify_audit_trail --full"]["rows"] > 500
