@@ -65,9 +65,10 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results.json"))
 PAYMENTS = max(40, round(1_000_000 * SCALE))
 AGENTS = max(3, round(1_000 * SCALE))
 EXPIRED = max(2, round(10_000 * SCALE))
-WRITERS = 8
-# Enough entries even at a tiny scale for a rate, not a start-up, to be measured
-# (BENCH_APPENDS_PER_WRITER overrides it: the smoke test wants the shape, not the rate).
+# BENCH_WRITERS and BENCH_APPENDS_PER_WRITER override the appends' sizes: the smoke test
+# wants the shape, not the rate, and each writer is a Django start-up.
+WRITERS = int(os.environ.get("BENCH_WRITERS", "8"))
+# Enough entries even at a tiny scale for a rate, not a start-up, to be measured.
 APPENDS_PER_WRITER = int(
     os.environ.get("BENCH_APPENDS_PER_WRITER") or max(100, round(1_000 * SCALE))
 )

@@ -18,7 +18,7 @@ OPERATIONS = [
     "reconciliation_reminder --dry-run --days 7 --email-admins",
     "verify_audit_trail --full",
     "close_expired_sessions --force",
-    "audit appends, 8 concurrent writers",
+    "audit appends, 2 concurrent writers",
 ]
 COLUMNS = (
     "| operation | rows | seconds | floor seconds | ratio | work s | floor work s "
@@ -39,6 +39,8 @@ def test_the_bench_runs_every_operation_beside_its_floor_and_writes_its_table(tm
         "BENCH_SCALE": "0.0005",
         "BENCH_RUNS": "1",
         "BENCH_APPENDS_PER_WRITER": "10",
+        # Two writers, not eight: each is a Django start-up, and the test wants the shape.
+        "BENCH_WRITERS": "2",
         "BENCH_RESULTS": str(tmp_path / "results.json"),
         "APP_LOG_LEVEL": "WARNING",
         "EMAIL_URL": "dummymail://",
@@ -70,9 +72,9 @@ def test_the_bench_runs_every_operation_beside_its_floor_and_writes_its_table(tm
         assert (result["floor_seconds"] is not None) == has_floor
         assert (result["ratio"] is not None) == has_floor
     by_name = {r["operation"].split(" (20")[0]: r for r in results}
-    # 0.0005 of the network: 500 payments, 5 expired sessions; 8 writers of 10 entries.
+    # 0.0005 of the network: 500 payments, 5 expired sessions; 2 writers of 10 entries.
     assert by_name["close_expired_sessions --force"]["rows"] == 5
-    assert by_name["audit appends, 8 concurrent writers"]["rows"] == 80
+    assert by_name["audit appends, 2 concurrent writers"]["rows"] == 20
     assert by_name["verify_audit_trail --full"]["rows"] > 500
     for name in OPERATIONS[1:]:
         assert by_name[name]["queries"] > 0, name
