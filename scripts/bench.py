@@ -4,7 +4,8 @@ beside its floor measured in the same run, and the table written to bench/result
 BENCH_SCALE scales every size (1.0 = the issue's national network: 1,000 agents, 1,000,000
 payments and as many audit entries, 10,000 expired open sessions on 10,000 agents, half of
 them with a payment). BENCH_RUNS sets how many interleaved rounds (default 3, the median is
-reported). BENCH_RESULTS names the JSON file (default bench/results.json). bench/README.md
+reported). BENCH_RESULTS names the JSON file (default bench/results.json). BENCH_WRITERS
+(default 8) and BENCH_APPENDS_PER_WRITER size the concurrent appends. bench/README.md
 explains the columns.
 
 The data set is made once in the database of DATABASE_URL (make bench: BENCH_DATABASE_URL)
