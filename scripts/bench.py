@@ -39,11 +39,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # The checkpoints that the verifications sign go to a folder of the bench database's own,
 # set before Django reads its settings and inherited by every child: never the development
 # folder var/checkpoints/, and a checkpoint of one bench database is no other one's chain.
+# Not under var/bench-checkpoints/, which the audit bench empties on every case.
 CHECKPOINTS = (
     ROOT
     / "var"
-    / "bench-checkpoints"
-    / urlsplit(os.environ.get("DATABASE_URL", "")).path.strip("/")
+    / f"bench-checkpoints-{urlsplit(os.environ.get('DATABASE_URL', '')).path.strip('/')}"
 )
 CHECKPOINT_SINKS = f"file://{CHECKPOINTS}"
 os.environ["AUDIT_CHECKPOINT_SINKS"] = CHECKPOINT_SINKS
