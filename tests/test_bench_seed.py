@@ -1,20 +1,25 @@
 """`make bench` seeds data every rule of the database accepts: the seeding of
-scripts/bench.py and of scripts/bench_audit.py, at a tiny scale, with every constraint and
-trigger of the test database live."""
+scripts/bench.py (the expired sessions it closes) and of scripts/bench_audit.py (the rest,
+which bench.py reuses), at a tiny scale, with every constraint and trigger live."""
 
 import importlib.util
+from decimal import Decimal
 from pathlib import Path
 
+import factory
 import pytest
 from django.db import connection
-from django.db.models import F
+from django.utils import timezone
 
+from auditing.models import AuditEntry
 from auditing.rows import rows_check
 from auditing.verification import CHAIN_START, chain_verify_ranges
 from payments.audited import AUDITED_TABLES
 from payments.database_rules import FOREIGN_KEY_RULES, TRIGGER_RULES
-from payments.models import CashSession, CashTransaction, Commission, SessionStatus
-from payments.selectors import completed_payments_total, expected_balance
+from payments.models import CashSession, CashTransaction, SessionStatus, SystemConfiguration
+from payments.selectors import expired_sessions_list
+from payments.services import session_open
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,28 +43,30 @@ def assert_every_rule_holds() -> None:
             assert cursor.fetchall() == [], rule.name
 
 
-def test_the_bench_seed_satisfies_every_database_rule():
+def test_the_expired_sessions_the_bench_closes_are_what_the_services_write(monkeypatch):
+    # bench_audit, which bench imports, points the checkpoints at its own folder.
+    monkeypatch.setenv("AUDIT_CHECKPOINT_SINKS", "")
     bench = script("bench")
-    # Three agents, so each has several sessions: one open session per agent at a time.
-    payments = 7 * bench.PAYMENTS_PER_SESSION * 3
+    AgentFactory.create_batch(3, code=factory.Iterator(["BX00000", "BX00001", "BX00002"]))
+    busy = AgentFactory(code="BX00003")
+    # Open and not expired: its agent gets no other one.
+    session_open(agent=busy, opening_balance=Decimal("100.00"), actor=None)
+    config = SystemConfiguration.load()
 
-    bench.seed(payments=payments, agents=3)
+    open_sessions = bench.expired_sessions_seed()
 
     assert_every_rule_holds()
-
-    assert CashTransaction.objects.count() == payments
-    assert Commission.objects.filter(base_amount=F("cash_transaction__tax_amount")).count() == (
-        payments
-    )
-    sessions = CashSession.objects.annotate(collected=completed_payments_total())
-    assert {s.status for s in sessions} == {SessionStatus.CLOSED, SessionStatus.RECONCILED}
-    for session in sessions:
-        assert session.expected_balance == expected_balance(
-            opening_balance=session.opening_balance, collected=session.collected
-        )
-        assert session.closed_by_id == session.agent.user_id
-        if session.status == SessionStatus.RECONCILED:
-            assert session.reconciled_by.is_staff
+    assert open_sessions == 4
+    expired = expired_sessions_list(now=timezone.now(), timeout_hours=config.session_timeout_hours)
+    assert sorted(s.agent_code for s in expired) == ["BX00000", "BX00001", "BX00002"]
+    # Every other one took a payment: --force is needed to close those.
+    assert sorted(s.transaction_count for s in expired) == [0, 1, 1]
+    # The trail recorded every row as it stands: a verification after the bench is clean.
+    head = AuditEntry.objects.order_by("-sequence").values_list("sequence", flat=True).first()
+    assert chain_verify_ranges([(CHAIN_START, head)]).intact
+    assert rows_check(AUDITED_TABLES).findings == []
+    # A second call finds every agent busy and opens nothing more.
+    assert bench.expired_sessions_seed() == 4
 
 
 def test_the_audit_bench_seed_satisfies_every_database_rule_and_its_chain_verifies(monkeypatch):
