@@ -32,7 +32,7 @@ from payments.models import (
     SystemConfiguration,
     TransactionStatus,
 )
-from payments.money import DEFAULT_CURRENCY
+from payments.money import DEFAULT_CURRENCY, DiscrepancyStanding, discrepancy_standing
 from payments.selectors import ZERO
 from tasks.health.selectors import (
     BeatStatus,
@@ -92,9 +92,13 @@ class UnreconciledRow:
 
 def discrepancy_level(discrepancy: Decimal | None, *, tolerance: Decimal) -> Level:
     """As the session list colours it: within the configured tolerance reads plain."""
-    if discrepancy is None or abs(discrepancy) <= tolerance:
+    if discrepancy is None:
         return Level.OK
-    return Level.DANGER if discrepancy < 0 else Level.WARNING
+    return {
+        DiscrepancyStanding.WITHIN: Level.OK,
+        DiscrepancyStanding.SHORT: Level.DANGER,
+        DiscrepancyStanding.OVER: Level.WARNING,
+    }[discrepancy_standing(discrepancy, tolerance=tolerance)]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from payments.models import (
     SessionStatus,
     SystemConfiguration,
 )
-from payments.money import format_money
+from payments.money import DiscrepancyStanding, discrepancy_standing, format_money
 from payments.services import (
     agent_save,
     commissions_mark_paid,
@@ -364,16 +364,13 @@ class CashSessionAdmin(WideListMixin, ServiceActionsAdminMixin, admin.ModelAdmin
             # Never a zero: nobody knows what was in the drawer.
             return format_html('<span class="not-counted">{}</span>', gettext("not counted"))
         amount = _money_cell(session.discrepancy, session)
-        # The tolerance is symmetric: within it either way is plain, beyond it a shortfall
-        # is red (cash is missing) and a surplus amber (to explain, nothing lost).
-        if abs(session.discrepancy) <= session.shown_tolerance:
+        # Within the tolerance plain; beyond it a shortfall red and a surplus amber.
+        standing = discrepancy_standing(session.discrepancy, tolerance=session.shown_tolerance)
+        if standing is DiscrepancyStanding.WITHIN:
             return amount
-        if session.discrepancy < 0:
-            return format_html(
-                '<span class="discrepancy-short" title="{}">{}</span>', gettext("short"), amount
-            )
+        title = gettext("short") if standing is DiscrepancyStanding.SHORT else gettext("over")
         return format_html(
-            '<span class="discrepancy-over" title="{}">{}</span>', gettext("over"), amount
+            '<span class="discrepancy-{}" title="{}">{}</span>', standing.value, title, amount
         )
 
     @admin.action(description=_("Reconcile selected counted sessions"), permissions=["change"])

@@ -1,5 +1,6 @@
 """Money rules: Decimal only, rounded half-up to the currency's minor unit."""
 
+import enum
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.formats import number_format
@@ -39,3 +40,17 @@ def format_money(amount: Decimal | None, *, currency: str) -> str:
     rounded = Decimal(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     formatted = number_format(rounded, decimal_pos=places, use_l10n=True, force_grouping=True)
     return f"{formatted} {currency}"
+
+
+class DiscrepancyStanding(enum.StrEnum):
+    WITHIN = "within"  # either way, within the configured tolerance
+    SHORT = "short"  # cash missing beyond it
+    OVER = "over"  # cash over beyond it: to explain, nothing lost
+
+
+def discrepancy_standing(discrepancy: Decimal, *, tolerance: Decimal) -> DiscrepancyStanding:
+    """One reading of a counted session's discrepancy for every door: the reconciliation
+    (notes required beyond the tolerance), the list's colours and the dashboard's."""
+    if abs(discrepancy) <= tolerance:
+        return DiscrepancyStanding.WITHIN
+    return DiscrepancyStanding.SHORT if discrepancy < 0 else DiscrepancyStanding.OVER

@@ -41,7 +41,14 @@ from payments.models import (
     SystemConfiguration,
     TransactionStatus,
 )
-from payments.money import DEFAULT_CURRENCY, commission_for, format_money, round_money
+from payments.money import (
+    DEFAULT_CURRENCY,
+    DiscrepancyStanding,
+    commission_for,
+    discrepancy_standing,
+    format_money,
+    round_money,
+)
 from payments.selectors import (
     AgentBacklog,
     ExpiredSession,
@@ -398,7 +405,10 @@ def session_reconcile(
                 f"Session {session.number} was already counted at {session.counted_balance}."
             )
         notes = notes.strip()
-        if abs(session.discrepancy) > config.reconciliation_tolerance and not notes:
+        standing = discrepancy_standing(
+            session.discrepancy, tolerance=config.reconciliation_tolerance
+        )
+        if standing is not DiscrepancyStanding.WITHIN and not notes:
             raise PaymentsError(
                 f"Session {session.number} has a discrepancy of "
                 f"{format_money(session.discrepancy, currency=config.currency_code)}, beyond the "
